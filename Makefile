@@ -1,0 +1,35 @@
+# Every target sets the project up from nothing first (a .venv with a CPU build of torch).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench lint clean
+
+install: $(STAMP)
+
+# torch is installed first, pinned, so pip never pulls a multi-GB CUDA build on a CPU machine;
+# the project itself only asks for a range that this version satisfies.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/deepscm demo --out deepscm-demo
+
+test: install
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/scm_suite.py
+
+lint: install
+	$(BIN)/pip install -q ruff
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) deepscm-demo build dist src/*.egg-info .pytest_cache

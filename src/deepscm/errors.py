@@ -1,0 +1,46 @@
+"""Error hierarchy: every error names the offending node, column or value and says how to fix it."""
+
+from __future__ import annotations
+
+__all__ = [
+    "DeepSCMError",
+    "GraphError",
+    "DataError",
+    "TrainingError",
+    "ModelFileError",
+    "NotFittedError",
+    "NotIdentifiableError",
+    "UnsupportedGraphError",
+]
+
+
+class DeepSCMError(Exception):
+    """Base class of every error deepscm raises on purpose."""
+
+
+class GraphError(DeepSCMError, ValueError):
+    """A malformed or invalid causal graph, or a query naming an unknown node."""
+
+
+class UnsupportedGraphError(GraphError):
+    """A valid graph that the requested model cannot handle (e.g. latent confounders)."""
+
+
+class DataError(DeepSCMError, ValueError):
+    """Data that does not match the model: missing/extra columns, NaN/inf, unseen categories."""
+
+
+class TrainingError(DeepSCMError, RuntimeError):
+    """Training diverged (non-finite loss) or could not start."""
+
+
+class ModelFileError(DeepSCMError, OSError):
+    """A saved model that is missing, corrupt, truncated or from an incompatible version."""
+
+
+class NotFittedError(DeepSCMError, RuntimeError):
+    """A model used before `fit` was called."""
+
+
+class NotIdentifiableError(DeepSCMError):
+    """A causal query that the graph and the observational distribution do not determine."""

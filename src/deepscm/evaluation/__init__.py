@@ -1,0 +1,24 @@
+"""Evaluation metrics: distribution distances (MMD, energy, Wasserstein) and counterfactual
+errors, for comparing a model's samples and counterfactuals with a ground-truth SCM."""
+
+from .metrics import (
+    LARGE_N,
+    counterfactual_mae,
+    counterfactual_mse,
+    counterfactual_rmse,
+    energy_distance,
+    mmd2_unbiased,
+    mmd_dcm,
+    wasserstein1,
+)
+
+__all__ = [
+    "LARGE_N",
+    "counterfactual_mae",
+    "counterfactual_mse",
+    "counterfactual_rmse",
+    "energy_distance",
+    "mmd2_unbiased",
+    "mmd_dcm",
+    "wasserstein1",
+]
