@@ -185,7 +185,7 @@ class DeepSCM:
                 size = min(_CHUNK, n - start)
                 noise = {node: m.sample_noise(size, generator) for node, m in self.mechanisms.items()}
                 values = self._propagate(size, noise, interventions, {}, set(self.graph.nodes))
-                parts.append(self._to_frame(values))
+                parts.append(self._to_frame(values, interventions))
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     def do(self, **interventions: Any) -> DeepSCM:
@@ -279,7 +279,7 @@ class DeepSCM:
                     noise[n] = mech.abduct(values[n], context[reps], generator)
             values = self._propagate(len(reps), noise, interventions, values, changed)
         out = units.iloc[reps.cpu().numpy()].copy()
-        decoded = self._to_frame({n: values[n] for n in changed})
+        decoded = self._to_frame({n: values[n] for n in changed}, interventions)
         for col in decoded.columns:
             out[col] = decoded[col].to_numpy()
         if n_samples > 1:
@@ -409,11 +409,21 @@ class DeepSCM:
             out[node] = var.encode_values(new, n, self.device)
         return out
 
-    def _to_frame(self, values: Mapping[str, torch.Tensor]) -> pd.DataFrame:
+    def _to_frame(
+        self, values: Mapping[str, torch.Tensor], interventions: Mapping[str, Intervention]
+    ) -> pd.DataFrame:
+        """Decode to user units; hard-set continuous values are returned exactly as given
+        (not through the float32 encoding)."""
         columns: dict[str, Any] = {}
         for var in self.schema:
-            if var.name in values:
-                columns.update(var.decode(values[var.name]))
+            if var.name not in values:
+                continue
+            decoded = var.decode(values[var.name])
+            item = interventions.get(var.name)
+            if isinstance(item, Set) and not var.discrete:
+                exact = np.broadcast_to(np.asarray(item.value_, dtype=np.float64), (len(values[var.name]), var.dim))
+                decoded = {c: exact[:, j].copy() for j, c in enumerate(var.columns)}
+            columns.update(decoded)
         return pd.DataFrame(columns)
 
     def __repr__(self) -> str:

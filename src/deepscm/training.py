@@ -101,26 +101,27 @@ def train_terms(
         for m in modules.values():
             m.train()
         order = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
-        sums = {n: 0.0 for n in active}
+        running = [n for n in names if n in active]  # fixed order: reproducible sums
+        sums = {n: 0.0 for n in running}
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             optimiser.zero_grad(set_to_none=True)
             total = 0.0
-            for n in active:
+            for n in running:
                 value = loss(n, rows)
                 _check_finite(n, value, epoch)
                 sums[n] += float(value.detach()) * len(rows)
                 total = total + value
             total.backward()
-            for n in active:
+            for n in running:
                 nn.utils.clip_grad_norm_(modules[n].parameters(), max_grad_norm)
             optimiser.step()
-        for n in active:
+        for n in running:
             history.train_loss[n].append(sums[n] / len(order))
         history.epochs_run = epoch + 1
         if val_rows is None or not len(val_rows):
             continue
-        for n in list(active):
+        for n in running:
             value = evaluate(modules[n], lambda rows, n=n: loss(n, rows), val_rows)
             _check_finite(n, torch.tensor(value), epoch, "held-out")
             history.val_loss[n].append(value)
@@ -160,7 +161,7 @@ def evaluate(module: nn.Module, loss: Callable[[torch.Tensor], torch.Tensor], ro
 def _check_finite(term: str, value: torch.Tensor, epoch: int, which: str = "training") -> None:
     if not torch.isfinite(value).all():
         raise TrainingError(
-            f"the {which} loss of {term!r} became {float(value)} at epoch {epoch + 1}: training "
+            f"the {which} loss of {term!r} became {float(value.detach())} at epoch {epoch + 1}: training "
             "diverged. Try a lower learning rate (lr), check the data for outliers or columns "
             "on very different scales, or use a simpler mechanism for this node"
         )
