@@ -142,8 +142,9 @@ class DeepSCM:
             "epochs_run": history.epochs_run,
             "seed": seed,
             "seconds": round(time.perf_counter() - started, 3),
+            # mean held-out log p(x_i | pa_i) per node, in the data's own units
             "val_log_prob": {
-                n: -min(v) for n, v in history.val_loss.items() if v
+                n: -min(v) + schema[n].log_jacobian() for n, v in history.val_loss.items() if v
             },
         }
         return self

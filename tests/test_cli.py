@@ -1,0 +1,266 @@
+"""The command line: fit → sample → counterfactual round trips, one-line errors, help, the demo."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from deepscm import __version__
+from deepscm.cli import csv_read_options, main
+from deepscm.datasets import load_scm
+
+GRAPH = "x1 -> x2"
+
+
+def run(*args: object):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def read(text_or_path) -> pd.DataFrame:
+    if isinstance(text_or_path, Path):
+        return pd.read_csv(text_or_path, **csv_read_options())
+    return pd.read_csv(io.StringIO(text_or_path), **csv_read_options())
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    err = result.stderr.strip()
+    assert err.startswith("error: "), err
+    assert "\n" not in err, err
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """A tiny textbook dataset (x1 := u1 + 1, x2 := 3 x1 + u2) and a model fitted by the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    data = load_scm("textbook").sample(300, seed=0)
+    data.to_csv(root / "data.csv", index=False)
+    data.head(10).to_csv(root / "units.csv", index=False)
+    result = run("fit", "--graph", GRAPH, "--data", root / "data.csv", "--out", root / "model",
+                 "--epochs", 3, "--no-progress", "--seed", 1)
+    assert result.exit_code == 0, result.output
+    return {"root": root, "data": root / "data.csv", "units": root / "units.csv",
+            "model": root / "model", "fit_stdout": result.stdout}
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "deepscm-demo"
+    result = run("demo", "--out", out, "--rows", 500, "--epochs", 3, "--eval-samples", 500,
+                 "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "total" in result.stdout and "deepscm sample" in result.stdout
+    return out
+
+
+# --------------------------------------------------------------------------- help and version
+@pytest.mark.parametrize("command", [[], ["fit"], ["sample"], ["counterfactual"], ["demo"]])
+def test_help_works_for_every_command(command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.stdout
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0 and __version__ in result.stdout
+
+
+# --------------------------------------------------------------------------- round trip
+def test_fit_writes_a_model_and_prints_a_summary(files):
+    assert (files["model"] / "model.json").is_file()
+    out = files["fit_stdout"]
+    assert "300 rows" in out and "held-out log-lik" in out
+    assert "x1" in out and "x2" in out and "ConditionalFlow" in out
+
+
+def test_sample_respects_a_constant_intervention(files, tmp_path):
+    path = tmp_path / "samples.csv"
+    result = run("sample", files["model"], "-n", 50, "--do", "x1=5", "--seed", 0, "--out", path)
+    assert result.exit_code == 0, result.output
+    frame = read(path)
+    assert frame.shape == (50, 2) and list(frame.columns) == ["x1", "x2"]
+    assert (frame["x1"] == 5.0).all()
+    assert np.isfinite(frame["x2"]).all()
+
+
+def test_sample_to_stdout_is_reproducible_with_a_seed(files):
+    first = run("sample", files["model"], "-n", 20, "--seed", 3)
+    second = run("sample", files["model"], "-n", 20, "--seed", 3)
+    assert first.exit_code == 0, first.output
+    assert first.stdout == second.stdout
+    assert read(first.stdout).shape == (20, 2)
+
+
+def test_shift_syntaxes_agree(files):
+    a = run("sample", files["model"], "-n", 30, "--seed", 0, "--do", "x1=x1+1").stdout
+    b = run("sample", files["model"], "-n", 30, "--seed", 0, "--shift", "x1=+1").stdout
+    natural = read(run("sample", files["model"], "-n", 30, "--seed", 0).stdout)
+    assert a == b
+    np.testing.assert_allclose(read(a)["x1"], natural["x1"] + 1, atol=1e-4)
+
+
+def test_counterfactual_keeps_non_descendants_exactly(files, tmp_path):
+    path = tmp_path / "cf.csv"
+    result = run("counterfactual", files["model"], "--data", files["units"], "--do", "x2=0",
+                 "--out", path)
+    assert result.exit_code == 0, result.output
+    units, cf = read(files["units"]), read(path)
+    assert cf.shape == units.shape and list(cf.columns) == list(units.columns)
+    assert (cf["x1"].to_numpy() == units["x1"].to_numpy()).all()  # bit-for-bit
+    assert (cf["x2"] == 0).all()
+    assert "factual: x1" in result.stderr
+
+
+def test_counterfactual_recomputes_descendants(files):
+    result = run("counterfactual", files["model"], "--data", files["units"], "--do", "x1=5")
+    assert result.exit_code == 0, result.output
+    units, cf = read(files["units"]), read(result.stdout)
+    assert (cf["x1"] == 5).all()
+    assert not np.allclose(cf["x2"], units["x2"])
+    assert "point: x1, x2" in result.stderr
+
+
+def test_counterfactual_with_several_draws_has_unit_and_draw_columns(files):
+    result = run("counterfactual", files["model"], "--data", files["units"], "--do", "x1=5",
+                 "--n-samples", 3)
+    assert result.exit_code == 0, result.output
+    cf = read(result.stdout)
+    assert list(cf.columns) == ["unit", "draw", "x1", "x2"] and len(cf) == 30
+
+
+def test_graph_file_with_comments_and_additive_mechanism(files, tmp_path):
+    graph = tmp_path / "graph.txt"
+    graph.write_text("# the textbook SCM\nx1 -> x2  # one edge\n")
+    result = run("fit", "--graph-file", graph, "--data", files["data"], "--out", tmp_path / "m",
+                 "--epochs", 2, "--mechanism", "additive", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "AdditiveNoise" in result.stdout
+
+
+# --------------------------------------------------------------------------- one-line errors
+def test_cyclic_graph(files, tmp_path):
+    result = run("fit", "--graph", "x1 -> x2; x2 -> x1", "--data", files["data"],
+                 "--out", tmp_path / "m", "--no-progress")
+    assert_one_line_error(result, "cycle")
+
+
+def test_unknown_node_in_do(files):
+    assert_one_line_error(run("sample", files["model"], "-n", 5, "--do", "z=1"), "unknown node 'z'")
+
+
+@pytest.mark.parametrize("spec", ["x1", "x1=", "=3", "x1=abc", "x1=x2+1"])
+def test_unparsable_do(files, spec):
+    assert_one_line_error(run("sample", files["model"], "-n", 5, "--do", spec), "--do")
+
+
+def test_same_node_twice(files):
+    result = run("sample", files["model"], "-n", 5, "--do", "x1=1", "--shift", "x1=+1")
+    assert_one_line_error(result, "twice")
+
+
+def test_missing_csv(files, tmp_path):
+    result = run("fit", "--graph", GRAPH, "--data", tmp_path / "nope.csv", "--out", tmp_path / "m")
+    assert_one_line_error(result, "does not exist")
+
+
+def test_csv_with_an_extra_column(files, tmp_path):
+    frame = read(files["data"]).assign(z=1.0)
+    frame.to_csv(tmp_path / "extra.csv", index=False)
+    result = run("fit", "--graph", GRAPH, "--data", tmp_path / "extra.csv", "--out", tmp_path / "m",
+                 "--no-progress")
+    assert_one_line_error(result, "'z'")
+    assert not (tmp_path / "m").exists()
+
+
+def test_csv_with_nan(files, tmp_path):
+    frame = read(files["data"])
+    frame.loc[[3, 7], "x2"] = np.nan
+    frame.to_csv(tmp_path / "nan.csv", index=False)
+    result = run("fit", "--graph", GRAPH, "--data", tmp_path / "nan.csv", "--out", tmp_path / "m",
+                 "--no-progress")
+    assert_one_line_error(result, "'x2'", "2 missing")
+
+
+def test_units_with_nan_or_missing_column(files, tmp_path):
+    units = read(files["units"])
+    units.loc[0, "x1"] = np.nan
+    units.to_csv(tmp_path / "nan.csv", index=False)
+    units[["x1"]].to_csv(tmp_path / "short.csv", index=False)
+    for path in ("nan.csv", "short.csv"):
+        result = run("counterfactual", files["model"], "--data", tmp_path / path, "--do", "x1=1")
+        assert_one_line_error(result)
+
+
+def test_empty_csv(files, tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    result = run("fit", "--graph", GRAPH, "--data", tmp_path / "empty.csv", "--out", tmp_path / "m")
+    assert_one_line_error(result, "empty")
+
+
+def test_counterfactual_needs_an_intervention(files):
+    assert_one_line_error(run("counterfactual", files["model"], "--data", files["units"]), "intervention")
+
+
+def test_not_a_model(tmp_path):
+    assert_one_line_error(run("sample", tmp_path / "missing", "-n", 5), "does not exist")
+    (tmp_path / "junk").mkdir()
+    assert_one_line_error(run("sample", tmp_path / "junk", "-n", 5), "model.json")
+
+
+def test_graph_given_twice_or_not_at_all(files, tmp_path):
+    args = ["--data", files["data"], "--out", tmp_path / "m"]
+    assert_one_line_error(run("fit", *args), "--graph")
+    assert_one_line_error(run("fit", "--graph", GRAPH, "--graph-file", files["data"], *args), "--graph")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["fit", "--graph", GRAPH], ["sample"], ["sample", "m", "-n", "0"], ["sample", "m", "-n", "x"],
+     ["nope"], ["fit", "--bogus"]],
+)
+def test_usage_errors_are_one_line(args):
+    assert_one_line_error(run(*args))
+
+
+# --------------------------------------------------------------------------- the demo
+def test_demo_writes_report_plots_and_model(demo_dir):
+    report = (demo_dir / "report.md").read_text()
+    for png in ("observational.png", "interventional.png", "counterfactual.png", "graph.png"):
+        assert (demo_dir / png).stat().st_size > 1000
+        assert f"]({png})" in report
+    for heading in ("Rung 1", "Rung 2", "Rung 3", "do(age = 80)"):
+        assert heading in report
+    results = json.loads((demo_dir / "results.json").read_text())
+    assert {"association", "intervention", "counterfactual", "timings_s"} <= set(results)
+    assert (demo_dir / "demo_model" / "model.json").is_file()
+
+
+def test_demo_model_takes_categorical_interventions(demo_dir):
+    model = demo_dir / "demo_model"
+    result = run("sample", model, "-n", 20, "--do", "sex=male", "--seed", 0)
+    assert result.exit_code == 0, result.output
+    assert (read(result.stdout)["sex"] == "male").all()
+    assert_one_line_error(run("sample", model, "-n", 5, "--do", "sex=other"), "female", "male")
+    assert_one_line_error(run("sample", model, "-n", 5, "--shift", "sex=+1"), "continuous")
+    cf = run("counterfactual", model, "--data", demo_dir / "patients.csv", "--do", "sex=female")
+    assert cf.exit_code == 0, cf.output
+    units, out = read(demo_dir / "patients.csv"), read(cf.stdout)
+    assert (out["age"].to_numpy() == units["age"].to_numpy()).all()
+    assert (out["sex"] == "female").all()
+
+
+def test_demo_refuses_a_foreign_non_empty_directory(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    result = run("demo", "--out", tmp_path, "--rows", 200, "--epochs", 1, "--no-progress")
+    assert_one_line_error(result, "not empty")
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
