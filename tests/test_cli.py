@@ -264,3 +264,16 @@ def test_demo_refuses_a_foreign_non_empty_directory(tmp_path):
     result = run("demo", "--out", tmp_path, "--rows", 200, "--epochs", 1, "--no-progress")
     assert_one_line_error(result, "not empty")
     assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_identify_prints_the_estimand_or_the_hedge():
+    runner = CliRunner()
+    ok = runner.invoke(main, ["identify", "--graph", "s -> t; t -> c; s <-> c", "--query", "p(c | do(s))"])
+    assert ok.exit_code == 0, ok.output
+    assert "Σ_t P(t|s) Σ_s' P(c|s',t) P(s')" in ok.output
+    assert "front-door" in ok.output
+    bow = runner.invoke(main, ["identify", "--graph", "x -> y; x <-> y", "--query", "p(y | do(x))"])
+    assert bow.exit_code == 3
+    assert "not identifiable" in bow.output and "x <-> y" in bow.output
+    bad = runner.invoke(main, ["identify", "--graph", "x -> y", "--query", "p(q | do(x))"])
+    assert bad.exit_code == 2 and "'q'" in bad.output

@@ -12,6 +12,7 @@ from .errors import (
 )
 from . import mechanisms
 from .graph import CausalGraph
+from .identification import identify
 from .interventions import FromParents, Set, Shift
 from .scm import DeepSCM
 from .variables import Variable
@@ -25,6 +26,7 @@ __all__ = [
     "Set",
     "Shift",
     "Variable",
+    "identify",
     "mechanisms",
     "DataError",
     "DeepSCMError",

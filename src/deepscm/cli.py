@@ -523,10 +523,35 @@ def demo(out, rows, epochs, seed, eval_samples, threads, progress) -> None:
              echo=click.echo)
 
 
-# ------------------------------------------------------------------------------------------
-# More commands go here: define `@main.command()` functions (e.g. `identify`, `bench`) and
-# raise CLIError for bad input; _Group prints it as one line and exits with status 2.
-# ------------------------------------------------------------------------------------------
+EXIT_NOT_IDENTIFIABLE = 3
+
+
+@main.command()
+@click.option("--graph", "graph", default=None, help='Edges, e.g. "x -> m; m -> y; x <-> y".')
+@click.option("--graph-file", type=click.Path(dir_okay=False), default=None,
+              help="A file holding the edges (one per line or ';'-separated).")
+@click.option("--query", required=True, help='The causal query, e.g. "p(y | do(x))" or "p(y | do(x), z)".')
+@click.option("--latex", is_flag=True, help="Also print the estimand as LaTeX.")
+def identify(graph, graph_file, query, latex) -> None:
+    """Say whether a causal query is identifiable from observational data, and by which formula.
+
+    Runs the ID/IDC algorithm (Shpitser & Pearl 2006). Prints the estimand and, when one
+    applies, the back-door or front-door shortcut; exit status 0. When the query is not
+    identifiable, prints the hedge (which latent confounders block it) and exits with status 3.
+    """
+    from .errors import NotIdentifiableError
+    from .identification import identify as run_identify
+
+    try:
+        estimand = run_identify(_read_graph(graph, graph_file), query)
+    except NotIdentifiableError as err:
+        click.echo(f"not identifiable: {err}")
+        raise SystemExit(EXIT_NOT_IDENTIFIABLE) from None
+    click.echo(str(estimand))
+    if estimand.shortcut_text:
+        click.echo(estimand.shortcut_text)
+    if latex:
+        click.echo(estimand.to_latex())
 
 
 if __name__ == "__main__":  # pragma: no cover
