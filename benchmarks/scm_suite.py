@@ -56,6 +56,7 @@ import torch
 import deepscm as ds
 from deepscm.datasets import KINDS, list_scms, load_scm
 from deepscm.evaluation import mmd_dcm
+from deepscm.io import to_jsonable
 from deepscm.mechanisms import AdditiveNoise, ConditionalFlow
 
 torch.set_num_threads(1)
@@ -575,20 +576,6 @@ def tables(summary: dict, models: list[str], targets: list[dict], scaling: dict 
     return "\n".join(lines)
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
 # =========================================================================== CLI
 def _resolve_scms(spec: str) -> list[str]:
     out: list[str] = []
@@ -699,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": study["skipped"], "raw": study["raw"],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_jsonable(result), indent=1) + "\n")
+    out.write_text(json.dumps(to_jsonable(result), indent=1) + "\n")
     md = out.with_suffix(".md")
     md.write_text(f"# deepscm SCM benchmark\n\n`{config['command']}` — {info['date']}, "
                   f"{info['cpu_count']} CPUs, torch {info['torch']}, dowhy {info.get('dowhy')}, "

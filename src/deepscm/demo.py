@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DeepSCMError
+from .io import to_jsonable
 
 __all__ = ["DATA_SEED", "DemoSettings", "run_demo"]
 
@@ -145,7 +146,8 @@ def _run(s: DemoSettings, echo: Callable[[str], Any]) -> dict:
     for title, table in _tables(results):
         echo(f"\n{title}\n{table}")
     (out / "report.md").write_text(_report(results, _tables(results, escape=True)))
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2))
+    plot_data = ("samples", "densities", "scatter", "shown")  # kept out of results.json
+    (out / "results.json").write_text(json.dumps(to_jsonable(results, drop=plot_data), indent=2))
     echo(f"\ntotal {timings['total']:.1f} s (fit {timings['fit']:.1f} s, queries "
          f"{timings['queries']:.1f} s, plots {timings['plots']:.1f} s)")
     echo(f"report: {out / 'report.md'}")
@@ -528,19 +530,6 @@ def _kinds_text(abduction: Mapping[str, Mapping[str, str]]) -> str:
         text = "; ".join(f"{k}: {', '.join(cols)}" for k, cols in groups.items() if cols)
         lines.append(f"- `{query}` — {text}")
     return "\n".join(lines)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()
-                if k not in ("samples", "densities", "scatter", "shown")}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if not np.isfinite(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 # =============================================================================== plots

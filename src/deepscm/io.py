@@ -14,8 +14,11 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 import torch
 from safetensors import SafetensorError
@@ -29,7 +32,7 @@ from .variables import Schema
 if TYPE_CHECKING:
     from .scm import DeepSCM
 
-__all__ = ["FORMAT_VERSION", "save_model", "load_model"]
+__all__ = ["FORMAT_VERSION", "load_model", "save_model", "to_jsonable"]
 
 FORMAT_VERSION = 1
 META_FILE = "model.json"
@@ -66,7 +69,7 @@ def save_model(scm: DeepSCM, path: str | Path) -> Path:
             "fit": scm.fit_info,
             "weights_sha256": _sha256(staging / WEIGHTS_FILE),
         }
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+        (staging / META_FILE).write_text(json.dumps(to_jsonable(meta), indent=2))
         _swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -162,9 +165,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in model.json")
+def to_jsonable(value: Any, drop: Collection[str] = ()) -> Any:
+    """``value`` with numpy scalars/arrays as Python values, non-finite floats as ``None``
+    and dict keys as strings, so that ``json.dumps`` accepts it; keys in ``drop`` are left out
+    at every depth."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v, drop) for k, v in value.items() if k not in drop}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v, drop) for v in value]
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return to_jsonable(value.tolist(), drop)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value

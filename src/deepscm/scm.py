@@ -419,12 +419,13 @@ class DeepSCM:
         for var in self.schema:
             if var.name not in values:
                 continue
-            decoded = var.decode(values[var.name])
             item = interventions.get(var.name)
             if isinstance(item, Set) and not var.discrete:
-                exact = np.broadcast_to(np.asarray(item.value_, dtype=np.float64), (len(values[var.name]), var.dim))
-                decoded = {c: exact[:, j].copy() for j, c in enumerate(var.columns)}
-            columns.update(decoded)
+                shape = (len(values[var.name]), var.dim)
+                exact = np.broadcast_to(np.asarray(item.value_, dtype=np.float64), shape)
+                columns.update({c: exact[:, j].copy() for j, c in enumerate(var.columns)})
+            else:
+                columns.update(var.decode(values[var.name]))
         return pd.DataFrame(columns)
 
     def __repr__(self) -> str:

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, GraphError
+from ..graph import CausalGraph
 
 __all__ = [
     "FAMILIES",
@@ -281,6 +282,7 @@ class GroundTruthSCM:
         edges = [f"{p} -> {v}" for v in self.nodes for p in self.parents[v]]
         lone = [v for v in self.nodes if not self.parents[v] and not self._children[v]]
         self.graph: str = "; ".join(edges + lone)
+        self._causal_graph = CausalGraph(self.graph)
         if intervention_nodes is None:
             intervention_nodes = [v for v in self.nodes if self._children[v]]
         unknown = [v for v in intervention_nodes if v not in self._eq]
@@ -300,13 +302,7 @@ class GroundTruthSCM:
         """Strict descendants of ``nodes`` (excluding the nodes themselves unless reached)."""
         start = [nodes] if isinstance(nodes, str) else list(nodes)
         self._check_nodes(start, "descendants")
-        found: set[str] = set()
-        stack = [c for v in start for c in self._children[v]]
-        while stack:
-            v = stack.pop()
-            if v not in found:
-                found.add(v)
-                stack.extend(self._children[v])
+        found = self._causal_graph.descendants(start, include_self=False)
         return [v for v in self.nodes if v in found]
 
     # ------------------------------------------------------------------ rungs 1 and 2
