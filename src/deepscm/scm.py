@@ -25,9 +25,9 @@ import torch
 from .errors import DataError, DeepSCMError, GraphError, NotFittedError, UnsupportedGraphError
 from .graph import CausalGraph, GraphLike
 from .interventions import Intervention, Set, as_intervention
-from .mechanisms import REGISTRY, Categorical, ConditionalFlow, Mechanism, MechanismSpec
+from .mechanisms import REGISTRY, Categorical, ConditionalFlow, ConditionalVAE, Mechanism, MechanismSpec
 from .training import TrainingHistory, resolve_device, train_terms
-from .variables import Schema, VariableSpec
+from .variables import Schema, Variable, VariableSpec, stack_images
 
 __all__ = ["DeepSCM", "MechanismChoice"]
 
@@ -42,12 +42,14 @@ class DeepSCM:
     Args:
         graph: the causal DAG (a :class:`CausalGraph`, an edge string or a networkx DiGraph).
         mechanisms: per node a :class:`Mechanism` instance, class or registered name
-            (``"ConditionalFlow"``, ``"AdditiveNoise"``, ``"Categorical"``); or one such value
-            used for every continuous node. Unspecified nodes get ``ConditionalFlow`` when
-            continuous and ``Categorical`` when discrete. Instances are copied, never mutated.
+            (``"ConditionalFlow"``, ``"ConditionalVAE"``, ``"AdditiveNoise"``, ``"Categorical"``);
+            or one such value used for every node of a kind it handles. Unspecified nodes get
+            ``ConditionalFlow`` when continuous, ``Categorical`` when discrete and
+            ``ConditionalVAE`` when an image. Instances are copied, never mutated.
         variables: per node a :class:`~deepscm.variables.Variable`, a kind (``"continuous"``,
-            ``"binary"``, ``"categorical"``) or a list of columns (a continuous vector);
-            everything else is inferred from the data at :meth:`fit`.
+            ``"binary"``, ``"categorical"``, ``"image"``) or a list of columns (a continuous
+            vector); everything else is inferred from the data at :meth:`fit`. An image node
+            is one column of equal-shape arrays (``df["x"] = list(images)``).
 
     Example:
         >>> scm = DeepSCM("age -> brain; age -> ventricles; brain -> ventricles")
@@ -154,7 +156,7 @@ class DeepSCM:
         choice = self._mechanism_choice
         if isinstance(choice, Mapping):
             choice = choice.get(node)
-        kind = "discrete" if var.discrete else "continuous"
+        kind = "discrete" if var.discrete else "image" if var.is_image else "continuous"
         mech = _instantiate(choice) if choice is not None else None
         if mech is not None and kind not in mech.handles:
             if not isinstance(self._mechanism_choice, Mapping):
@@ -165,9 +167,10 @@ class DeepSCM:
                     f"{'/'.join(sorted(mech.handles))} nodes; choose another mechanism"
                 )
         if mech is None:
-            mech = Categorical() if var.discrete else ConditionalFlow()
+            default = {"discrete": Categorical, "image": ConditionalVAE, "continuous": ConditionalFlow}
+            mech = default[kind]()
         context_dim = sum(schema[p].context_dim for p in self.graph.parents(node))
-        mech.build(MechanismSpec(var.dim, context_dim, var.n_categories))
+        mech.build(MechanismSpec(var.dim, context_dim, var.n_categories, var.tensor_shape))
         return mech
 
     # ------------------------------------------------------------------ rung 1 and 2
@@ -181,9 +184,10 @@ class DeepSCM:
         interventions = self._interventions_with(do)
         generator = self._generator(seed)
         parts = []
+        chunk = self._chunk_rows()
         with torch.no_grad():
-            for start in range(0, n, _CHUNK):
-                size = min(_CHUNK, n - start)
+            for start in range(0, n, chunk):
+                size = min(chunk, n - start)
                 noise = {node: m.sample_noise(size, generator) for node, m in self.mechanisms.items()}
                 values = self._propagate(size, noise, interventions, {}, set(self.graph.nodes))
                 parts.append(self._to_frame(values, interventions))
@@ -244,6 +248,7 @@ class DeepSCM:
         do: Mapping[str, Any] | None = None,
         n_samples: int = 1,
         seed: int | None = None,
+        average: bool = False,
     ) -> pd.DataFrame:
         """Counterfactuals for observed units by abduction → action → prediction.
 
@@ -251,8 +256,11 @@ class DeepSCM:
         ``(unit, draw)``. Columns of nodes that do not descend from an intervened node are
         copied from ``units`` unchanged. ``result.attrs["abduction"]`` says for each column
         whether it is ``"factual"`` (unchanged), ``"point"`` (exact abduction: the unique
-        counterfactual) or ``"draws"`` (stochastic abduction, e.g. a Gumbel-max node upstream:
-        each row is one draw from the counterfactual distribution).
+        counterfactual) or ``"draws"`` (stochastic abduction, e.g. a Gumbel-max node or a
+        VAE's latent ``z`` upstream: each row is one draw from the counterfactual
+        distribution). ``average=True`` reduces the ``n_samples`` draws to one row per unit —
+        the Monte-Carlo mean for continuous and image columns (DSCM eq. 6 averaged over
+        ``z``), the most frequent draw for discrete ones — and marks such columns ``"mean"``.
         """
         self._require_fitted()
         interventions = self._interventions_with(do)
@@ -279,20 +287,28 @@ class DeepSCM:
                 else:
                     noise[n] = mech.abduct(values[n], context[reps], generator)
             values = self._propagate(len(reps), noise, interventions, values, changed)
-        out = units.iloc[reps.cpu().numpy()].copy()
         decoded = self._to_frame({n: values[n] for n in changed}, interventions)
-        for col in decoded.columns:
-            out[col] = decoded[col].to_numpy()
-        if n_samples > 1:
-            out.index = pd.MultiIndex.from_product(
-                [units.index, range(n_samples)], names=[units.index.name or "unit", "draw"]
-            )
+        reduce = average and n_samples > 1
+        if reduce:
+            out = units.copy()
+            for var in self.schema:
+                if var.name in changed:
+                    for col, value in _average_draws(var, decoded, len(units), n_samples).items():
+                        out[col] = value
+        else:
+            out = units.iloc[reps.cpu().numpy()].copy()
+            for col in decoded.columns:
+                out[col] = decoded[col].to_numpy()
+            if n_samples > 1:
+                out.index = pd.MultiIndex.from_product(
+                    [units.index, range(n_samples)], names=[units.index.name or "unit", "draw"]
+                )
         stochastic = {n for n in needs_noise if not self.mechanisms[n].exact_abduction}
         out.attrs["abduction"] = {
             col: (
                 "factual"
                 if var.name not in changed
-                else "draws"
+                else ("mean" if reduce else "draws")
                 if self.graph.ancestors(var.name) & changed & stochastic
                 else "point"
             )
@@ -307,6 +323,9 @@ class DeepSCM:
 
         Continuous densities include the Jacobian of the internal standardisation, so they
         are densities of the columns as given. ``per_node=True`` returns one column per node.
+        A node whose mechanism only bounds its likelihood (a :class:`ConditionalVAE` reports
+        the ELBO) makes the total a lower bound: ``result.attrs["lower_bound"]`` lists such
+        nodes (empty when every term is exact).
         """
         self._require_fitted()
         if self._interventions:
@@ -324,7 +343,11 @@ class DeepSCM:
                 for n in self.graph.nodes
             }
         frame = pd.DataFrame(terms, index=data.index)
-        return frame if per_node else frame.sum(axis=1).rename("log_prob")
+        result = frame if per_node else frame.sum(axis=1).rename("log_prob")
+        result.attrs["lower_bound"] = [
+            n for n in self.graph.nodes if self.mechanisms[n].log_prob_is_bound
+        ]
+        return result
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
@@ -354,6 +377,11 @@ class DeepSCM:
         return self
 
     # ------------------------------------------------------------------ internals
+    def _chunk_rows(self) -> int:
+        """Rows per sampling chunk: about ``_CHUNK`` scalars per node, fewer rows for images."""
+        widest = max((v.dim for v in self.schema), default=1)
+        return max(64, min(_CHUNK, (_CHUNK * 16) // widest))
+
     @property
     def is_fitted(self) -> bool:
         return self.schema is not None
@@ -420,7 +448,7 @@ class DeepSCM:
             if var.name not in values:
                 continue
             item = interventions.get(var.name)
-            if isinstance(item, Set) and not var.discrete:
+            if isinstance(item, Set) and var.kind == "continuous":
                 shape = (len(values[var.name]), var.dim)
                 exact = np.broadcast_to(np.asarray(item.value_, dtype=np.float64), shape)
                 columns.update({c: exact[:, j].copy() for j, c in enumerate(var.columns)})
@@ -445,6 +473,24 @@ def _context(
     return torch.cat([schema[p].to_context(values[p]) for p in parents], dim=-1)
 
 
+def _average_draws(var: Variable, decoded: pd.DataFrame, n_units: int, n_draws: int) -> dict[str, Any]:
+    """Reduce unit-major draws ``(unit, draw)`` of one node to one value per unit."""
+    if var.is_image:
+        pixels = stack_images(decoded[var.columns[0]], var.name)
+        mean = pixels.reshape(n_units, n_draws, *pixels.shape[1:]).mean(axis=1)
+        cells = np.empty(n_units, dtype=object)
+        cells[:] = list(mean)
+        return {var.columns[0]: cells}
+    if var.discrete:
+        col = var.columns[0]
+        unit = np.repeat(np.arange(n_units), n_draws)
+        return {col: decoded[col].groupby(unit).agg(lambda s: s.mode().iloc[0]).to_numpy()}
+    return {
+        col: decoded[col].to_numpy(dtype=np.float64).reshape(n_units, n_draws).mean(axis=1)
+        for col in var.columns
+    }
+
+
 def _instantiate(choice: MechanismChoice) -> Mechanism:
     if isinstance(choice, Mechanism):
         if choice.spec is not None:
@@ -454,7 +500,10 @@ def _instantiate(choice: MechanismChoice) -> Mechanism:
         return choice()
     if isinstance(choice, str):
         names = {k.lower(): v for k, v in REGISTRY.items()}
-        aliases = {"flow": "conditionalflow", "additive": "additivenoise", "anm": "additivenoise"}
+        aliases = {
+            "flow": "conditionalflow", "vae": "conditionalvae",
+            "additive": "additivenoise", "anm": "additivenoise",
+        }
         key = aliases.get(choice.lower(), choice.lower())
         if key in names:
             return names[key]()

@@ -2,7 +2,10 @@
 
 Users see their own units and labels. Internally a continuous node is standardised,
 ``z = (x - loc) / scale``, and a discrete node is an integer code into its category list.
-The schema is inferred from a DataFrame and can be overridden per node.
+An *image* node lives in one DataFrame column whose cells are arrays of one shape, ``(H, W)``
+or ``(C, H, W)`` (build it with ``df["image"] = list(images)``); internally it is a float
+tensor ``(n, C, H, W)`` standardised by one pixel mean and standard deviation. The schema is
+inferred from a DataFrame and can be overridden per node.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import torch
 
 from .errors import DataError
 
-__all__ = ["Variable", "Schema", "VariableSpec", "MAX_INT_LEVELS"]
+__all__ = ["KINDS", "MAX_INT_LEVELS", "Schema", "Variable", "VariableSpec", "stack_images"]
 
-Kind = Literal["continuous", "binary", "categorical"]
+Kind = Literal["continuous", "binary", "categorical", "image"]
+KINDS = ("continuous", "binary", "categorical", "image")
 #: integer columns with at most this many distinct values are inferred as categorical.
 MAX_INT_LEVELS = 10
 
@@ -30,11 +34,15 @@ class Variable:
 
     Attributes:
         name: node name.
-        kind: ``"continuous"``, ``"binary"`` or ``"categorical"``.
+        kind: ``"continuous"``, ``"binary"``, ``"categorical"`` or ``"image"``.
         columns: the DataFrame columns of the node (several for a continuous vector).
         categories: the labels of a discrete node, in code order.
-        loc, scale: standardisation of a continuous node (learned by :meth:`Schema.infer`).
+        loc, scale: standardisation of a continuous node (learned by :meth:`Schema.infer`);
+            one pixel mean and standard deviation for an image.
         dtype: the pandas dtype of the labels, restored on output.
+        shape: an image's cell shape as the user gives it, ``(H, W)`` or ``(C, H, W)``.
+        bounds: an image's pixel range in the training data; decoded images are clipped to
+            it, so generated pixels stay in the range the data uses (e.g. 0–255).
     """
 
     name: str
@@ -44,22 +52,34 @@ class Variable:
     loc: list[float] | None = None
     scale: list[float] | None = None
     dtype: str | None = None
+    shape: list[int] | None = None
+    bounds: list[float] | None = None
 
     def __post_init__(self) -> None:
         if not self.columns:
             self.columns = [self.name]
-        if self.kind not in ("continuous", "binary", "categorical"):
+        if self.kind not in KINDS:
             raise DataError(
-                f"variable {self.name!r}: unknown kind {self.kind!r}; "
-                "use 'continuous', 'binary' or 'categorical'"
+                f"variable {self.name!r}: unknown kind {self.kind!r}; use one of {list(KINDS)}"
             )
-        if self.discrete and len(self.columns) != 1:
-            raise DataError(f"discrete variable {self.name!r} must have exactly one column")
+        if (self.discrete or self.is_image) and len(self.columns) != 1:
+            raise DataError(f"{self.kind} variable {self.name!r} must have exactly one column")
+        if self.shape is not None:
+            self.shape = [int(s) for s in self.shape]
+            if len(self.shape) not in (2, 3) or min(self.shape) < 1:
+                raise DataError(
+                    f"image variable {self.name!r}: shape {self.shape} must be (H, W) or (C, H, W)"
+                )
 
     # ------------------------------------------------------------------ shorthands
     @classmethod
     def continuous(cls, name: str, columns: Sequence[str] | None = None) -> Variable:
         return cls(name, "continuous", list(columns or [name]))
+
+    @classmethod
+    def image(cls, name: str, shape: Sequence[int] | None = None) -> Variable:
+        """An image node whose cells have ``shape`` (inferred from the data when ``None``)."""
+        return cls(name, "image", [name], shape=None if shape is None else list(shape))
 
     @classmethod
     def categorical(cls, name: str, categories: Sequence[Any] | None = None) -> Variable:
@@ -69,11 +89,25 @@ class Variable:
 
     @property
     def discrete(self) -> bool:
-        return self.kind != "continuous"
+        return self.kind in ("binary", "categorical")
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == "image"
+
+    @property
+    def tensor_shape(self) -> tuple[int, ...] | None:
+        """An image's internal shape ``(C, H, W)``; ``None`` for other kinds."""
+        if not self.is_image or self.shape is None:
+            return None
+        return tuple(self.shape) if len(self.shape) == 3 else (1, *self.shape)
 
     @property
     def dim(self) -> int:
-        """Width of the node's value: columns for continuous, 1 (a code) for discrete."""
+        """Width of the node's value: columns for continuous, 1 (a code) for discrete,
+        ``C·H·W`` for an image."""
+        if self.is_image:
+            return int(np.prod(self.tensor_shape or (0,)))
         return 1 if self.discrete else len(self.columns)
 
     @property
@@ -89,7 +123,12 @@ class Variable:
 
     # ------------------------------------------------------------------ encoding
     def encode(self, frame: pd.DataFrame, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Data → internal tensor: standardised floats ``(n, d)`` or integer codes ``(n,)``."""
+        """Data → internal tensor: standardised floats ``(n, d)``, integer codes ``(n,)``, or
+        standardised images ``(n, C, H, W)``."""
+        if self.is_image:
+            pixels = stack_images(frame[self.columns[0]], self.name)
+            z = (pixels.reshape(len(pixels), *self.tensor_shape) - self.loc[0]) / self.scale[0]
+            return torch.as_tensor(z, dtype=torch.float32, device=device)
         if self.discrete:
             codes = pd.Categorical(frame[self.columns[0]], categories=self.categories).codes
             return torch.as_tensor(np.asarray(codes, dtype=np.int64), device=device)
@@ -99,6 +138,18 @@ class Variable:
 
     def encode_values(self, values: Any, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """Encode a constant or an array of values in user units (an intervention value)."""
+        if self.is_image:
+            arr = np.asarray(values, dtype=np.float64) if not isinstance(values, pd.Series) else values
+            if isinstance(arr, np.ndarray) and arr.shape == tuple(self.shape or ()):
+                arr = np.broadcast_to(arr, (n, *arr.shape))
+            frame = pd.DataFrame({self.columns[0]: list(arr)})
+            if len(frame) != n:
+                raise DataError(
+                    f"intervention value for image {self.name!r}: give one image of shape "
+                    f"{tuple(self.shape or ())} or {n} of them, got {len(frame)}"
+                )
+            self.check(frame, "intervention value")
+            return self.encode(frame, device)
         if self.discrete:
             arr = np.broadcast_to(np.asarray(values, dtype=object), (n,))
             frame = pd.DataFrame({self.columns[0]: list(arr)})
@@ -116,6 +167,13 @@ class Variable:
     def decode(self, value: torch.Tensor) -> dict[str, Any]:
         """Internal tensor → ``{column: values}`` in user units and labels."""
         arr = value.detach().cpu().numpy()
+        if self.is_image:
+            pixels = arr.astype(np.float32) * np.float32(self.scale[0]) + np.float32(self.loc[0])
+            if self.bounds is not None:
+                pixels = np.clip(pixels, self.bounds[0], self.bounds[1])
+            cells = np.empty(len(pixels), dtype=object)
+            cells[:] = list(pixels.reshape(len(pixels), *(self.shape or ())))
+            return {self.columns[0]: cells}
         if self.discrete:
             labels = np.asarray(self.categories, dtype=object)[arr.astype(np.int64)]
             return {self.columns[0]: _restore_dtype(labels, self.dtype, self.categories)}
@@ -125,12 +183,16 @@ class Variable:
     def decode_array(self, value: torch.Tensor) -> np.ndarray:
         """Like :meth:`decode` but as one array ``(n,)`` or ``(n, d)`` (for callables)."""
         cols = self.decode(value)
+        if self.is_image:
+            return stack_images(cols[self.columns[0]], self.name)
         if len(self.columns) == 1:
             return np.asarray(cols[self.columns[0]])
         return np.column_stack([cols[c] for c in self.columns])
 
     def to_context(self, value: torch.Tensor) -> torch.Tensor:
-        """The node as a parent: floats ``(n, context_dim)``."""
+        """The node as a parent: floats ``(n, context_dim)`` (an image is flattened)."""
+        if self.is_image:
+            return value.flatten(1)
         if self.kind == "categorical":
             return torch.nn.functional.one_hot(value, len(self.categories or ())).float()
         if self.kind == "binary":
@@ -139,6 +201,8 @@ class Variable:
 
     def log_jacobian(self) -> float:
         """``-Σ log scale``: converts a standardised log-density into the user's units."""
+        if self.is_image:
+            return -self.dim * float(np.log(self.scale[0]))
         return 0.0 if self.discrete else -float(np.sum(np.log(self.scale)))
 
     # ------------------------------------------------------------------ validation
@@ -152,6 +216,20 @@ class Variable:
                     f"column {col!r} has {missing} missing value(s) (NaN) in the {role} data; "
                     "drop or impute those rows first"
                 )
+            if self.is_image:
+                pixels = stack_images(series, self.name, role)
+                if self.shape is not None and list(pixels.shape[1:]) != self.shape:
+                    raise DataError(
+                        f"image column {col!r} holds arrays of shape {pixels.shape[1:]} in the "
+                        f"{role} data; the model expects {tuple(self.shape)}"
+                    )
+                bad = int((~np.isfinite(pixels.reshape(len(pixels), -1))).any(axis=1).sum())
+                if bad:
+                    raise DataError(
+                        f"image column {col!r} has {bad} image(s) with NaN or infinite pixels in "
+                        f"the {role} data; drop or repair them first"
+                    )
+                continue
             if self.discrete:
                 if self.categories is None:
                     continue
@@ -187,6 +265,8 @@ class Variable:
             "loc": self.loc,
             "scale": self.scale,
             "dtype": self.dtype,
+            "shape": self.shape,
+            "bounds": self.bounds,
         }
 
     @classmethod
@@ -224,10 +304,10 @@ class Schema:
 
         A node is read from the column of the same name unless ``overrides`` says otherwise:
         a :class:`Variable`, a kind string (``"continuous"``, ``"binary"``,
-        ``"categorical"``), or a list of columns (a continuous vector). Inference: bool,
-        pandas category, string/object columns and integer columns with at most
-        :data:`MAX_INT_LEVELS` values are discrete (binary with two levels); float columns
-        whose only values are 0 and 1 are binary; everything else is continuous.
+        ``"categorical"``), or a list of columns (a continuous vector). Inference: a column of arrays
+        is an image; bool, pandas category, string/object columns and integer columns with
+        at most :data:`MAX_INT_LEVELS` values are discrete (binary with two levels); float
+        columns whose only values are 0 and 1 are binary; everything else is continuous.
         """
         overrides = dict(overrides or {})
         unknown = sorted(set(overrides) - set(nodes))
@@ -284,6 +364,8 @@ class Schema:
 
 
 def _infer_kind(series: pd.Series) -> Kind:
+    if series.dtype == object and len(series) and isinstance(series.iloc[0], np.ndarray):
+        return "image"
     if pd.api.types.is_bool_dtype(series):
         return "binary"
     if isinstance(series.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(series):
@@ -297,6 +379,14 @@ def _infer_kind(series: pd.Series) -> Kind:
 
 
 def _learn_encoding(var: Variable, frame: pd.DataFrame) -> None:
+    if var.is_image:
+        pixels = stack_images(frame[var.columns[0]], var.name)
+        var.shape = var.shape or list(pixels.shape[1:])
+        if not pixels.std() > 0:
+            raise DataError(f"image column {var.columns[0]!r} is constant in the training data")
+        var.loc, var.scale = [float(pixels.mean())], [float(pixels.std())]
+        var.bounds = var.bounds or [float(pixels.min()), float(pixels.max())]
+        return
     if var.discrete:
         series = frame[var.columns[0]]
         if var.categories is None:
@@ -327,6 +417,24 @@ def _learn_encoding(var: Variable, frame: pd.DataFrame) -> None:
         )
     var.loc = values.mean(axis=0).tolist()
     var.scale = scale.tolist()
+
+
+def stack_images(cells: pd.Series | Sequence[Any], name: str, role: str = "") -> np.ndarray:
+    """An image column (cells of equal-shape arrays) → one float32 array ``(n, *shape)``."""
+    items = list(cells)
+    if not items:
+        return np.zeros((0,), dtype=np.float32)
+    shapes = {np.shape(item) for item in items}
+    if len(shapes) > 1 or len(next(iter(shapes))) not in (2, 3):
+        where = f" in the {role} data" if role else ""
+        raise DataError(
+            f"image column {name!r} must hold arrays of one shape (H, W) or (C, H, W){where}; "
+            f"found shapes {sorted(shapes, key=str)[:4]}. Build it with df[{name!r}] = list(images)"
+        )
+    try:
+        return np.stack([np.asarray(item, dtype=np.float32) for item in items])
+    except (TypeError, ValueError) as err:
+        raise DataError(f"image column {name!r} holds non-numeric cells: {err}") from None
 
 
 def _sort_key(value: Any) -> tuple[str, Any]:

@@ -3,8 +3,8 @@
 A mechanism (a) samples ``x`` from its parents and exogenous noise ``u``, (b) scores
 ``log p(x | pa)`` for training, and (c) *abducts* the noise of an observed ``(x, pa)``
 (Pawlowski et al. 2020, eq. 1). All tensors are in the model's internal encoding: continuous
-values standardised ``(n, d)``, discrete values integer codes ``(n,)``, parents as a float
-context ``(n, c)`` (``c = 0`` for a root).
+values standardised ``(n, d)``, discrete values integer codes ``(n,)``, images standardised
+``(n, C, H, W)``, parents as a float context ``(n, c)`` (``c = 0`` for a root).
 """
 
 from __future__ import annotations
@@ -21,11 +21,17 @@ __all__ = ["Mechanism", "MechanismSpec", "SkipMLP", "mlp"]
 
 @dataclass(frozen=True)
 class MechanismSpec:
-    """What a mechanism needs to know about its node: value width, context width, categories."""
+    """What a mechanism needs to know about its node: value width, context width, categories,
+    and an image's shape ``(C, H, W)``."""
 
     x_dim: int
     context_dim: int
     n_categories: int | None = None
+    x_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.x_shape is not None:  # JSON gives a list
+            object.__setattr__(self, "x_shape", tuple(int(s) for s in self.x_shape))
 
     @property
     def discrete(self) -> bool:
@@ -37,11 +43,13 @@ class Mechanism(nn.Module, ABC):
 
     Subclasses set :attr:`exact_abduction` (``True`` when ``abduct`` returns the unique noise,
     ``False`` when it draws from the noise posterior) and :attr:`handles` (the node kinds
-    they model: ``"continuous"`` and/or ``"discrete"``).
+    they model: ``"continuous"``, ``"discrete"`` and/or ``"image"``). A mechanism whose
+    :meth:`log_prob` is only a lower bound (an ELBO) sets :attr:`log_prob_is_bound`.
     """
 
     exact_abduction: ClassVar[bool] = True
     handles: ClassVar[frozenset[str]] = frozenset({"continuous"})
+    log_prob_is_bound: ClassVar[bool] = False
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__()
