@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench bench-scm bench-morpho bench-effects lint clean
 
 install: $(STAMP)
 
@@ -23,9 +23,20 @@ demo: install
 test: install
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
 
-bench: install
+# Every benchmark (about 2 h on 2 cores); each part also runs on its own.
+bench: bench-scm bench-morpho bench-effects
+
+bench-scm: install
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/scm_suite.py
+
+bench-morpho: install
+	$(BIN)/python benchmarks/morpho_dscm.py
+
+bench-effects: install
+	$(BIN)/pip install -q -e '.[bench]'
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ihdp.py --replications 100
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/nhefs.py
 
 lint: install
 	$(BIN)/pip install -q ruff
