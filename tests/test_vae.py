@@ -268,3 +268,15 @@ def test_vae_on_a_vector_node_shifts_counterfactuals_by_the_effect():
     shift = cf[["y0", "y1", "y2"]].to_numpy() - frame.head(50)[["y0", "y1", "y2"]].to_numpy()
     expected = 2.0 * (1 - frame.head(50)["a"].to_numpy())[:, None]
     assert np.abs(shift - expected).mean() < 0.5, np.abs(shift - expected).mean()
+
+
+def test_cli_refuses_image_models_with_a_pointer_to_the_python_api(fitted, tmp_path):
+    from click.testing import CliRunner
+
+    from deepscm.cli import main
+
+    scm, _, _, _ = fitted
+    scm.save(tmp_path / "model")
+    result = CliRunner().invoke(main, ["sample", str(tmp_path / "model"), "-n", "3"])
+    assert result.exit_code == 2
+    assert "image node(s) ['x']" in result.output and "Python API" in result.output

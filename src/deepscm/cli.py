@@ -167,7 +167,14 @@ def _load_model(path: str, device: str = "cpu"):
 
     if not Path(path).exists():
         raise CLIError(f"model directory {path!r} does not exist (write one with 'deepscm fit')")
-    return DeepSCM.load(path, device=_device(device))
+    scm = DeepSCM.load(path, device=_device(device))
+    images = [v.name for v in scm.schema if v.is_image]
+    if images:
+        raise CLIError(
+            f"the model has image node(s) {images}, which a CSV file cannot hold; use the Python "
+            f"API: deepscm.DeepSCM.load({path!r}).sample(...) returns the images as arrays"
+        )
+    return scm
 
 
 def _device(device: str):
