@@ -1,6 +1,11 @@
-"""Ground-truth structural causal models for benchmarks: exact samples, interventions and
-counterfactuals from known equations (DCM, Causal NF and VACA benchmark SCMs, basic structures,
-a mixed categorical SCM and the demo's medical SCM).
+"""Data sets with known causal ground truth.
+
+- Ground-truth structural causal models: exact samples, interventions and counterfactuals from
+  known equations (DCM, Causal NF and VACA benchmark SCMs, basic structures, a mixed categorical
+  SCM and the demo's medical SCM): :func:`load_scm`, :func:`list_scms`.
+- Morpho-digits (:class:`MorphoDigits`, DSCM eq. 7 with images): ``deepscm.datasets.morpho``.
+- Treatment-effect data: IHDP with Hill's response surfaces (:func:`load_ihdp`) and NHEFS
+  (:func:`load_nhefs`): ``deepscm.datasets.effects``.
 
 Example:
     >>> from deepscm.datasets import load_scm
@@ -9,7 +14,22 @@ Example:
     >>> cf = scm.counterfactual(data, do={"x1": 1.0}, noise=noise)
 """
 
+from typing import Any
+
 from .base import FAMILIES, GroundTruthSCM
+from .effects import EffectData, load_ihdp, load_nhefs
 from .suite import KINDS, list_scms, load_scm, suite
 
-__all__ = ["FAMILIES", "KINDS", "GroundTruthSCM", "list_scms", "load_scm", "suite"]
+__all__ = [
+    "FAMILIES", "KINDS", "EffectData", "GroundTruthSCM", "MorphoDigits", "list_scms",
+    "load_digit_images", "load_ihdp", "load_nhefs", "load_scm", "suite",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Morpho-digits loads scikit-image, so it is imported on first use."""
+    if name in ("MorphoDigits", "load_digit_images"):
+        from . import morpho
+
+        return getattr(morpho, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,389 @@
+"""IHDP benchmark: deepscm's effect estimators vs EconML peers on Hill's response surface B.
+
+Protocol (after Shalit et al. 2017, §5.1, with this package's own replications):
+
+- replications ``r = 0 .. R-1`` of :func:`deepscm.datasets.effects.load_ihdp` (surface B,
+  747 units, 139 treated; the true ITE of every unit is known);
+- per replication a random 90/10 train/test split (``split(0.1, seed=r)``: 672 / 75 rows);
+- every estimator is fitted on the training rows with ``seed=r``; its CATE is scored
+  **within sample** (training rows) and **out of sample** (test rows):
+  √PEHE = √mean((τ̂(x) − τ(x))²) and |ATE error| = |mean τ̂(x) − mean τ(x)| over those rows;
+- IPW and AIPW estimate only an average: their within-sample |ATE error| is
+  |ATÊ − mean τ(train)|; out of sample the fitted nuisance models score the held-out rows
+  (``est.ate(X_test, T_test, Y_test)``-free: see :func:`_ate_only_scores`) and no PEHE.
+
+Ours: TARNet, CFR (Wasserstein), Dragonnet, CEVAE, SLearner, TLearner, IPW, AIPW (defaults).
+Peers, in the same run: EconML ``CausalForestDML``, ``LinearDML``, ``DRLearner`` (defaults,
+``discrete_treatment=True``, one job) and a T-learner of two scikit-learn
+``GradientBoostingRegressor`` (defaults).
+
+Everything runs in one process on one thread. Each (replication, estimator) is recorded as it
+finishes in ``<out>.partial.jsonl``; ``--resume`` keeps the records of ``<out>`` and of that
+checkpoint and runs only the missing ones (so ``--replications 100 --resume`` extends a shorter
+finished run), and a failing fit is recorded with its error instead of stopping the run.
+
+Usage:
+    python benchmarks/ihdp.py                     # 100 replications
+    python benchmarks/ihdp.py --quick             # 3 replications (results/ihdp_quick.json)
+    python benchmarks/ihdp.py --replications 100 --resume   # extend / continue results/ihdp.json
+"""
+
+from __future__ import annotations
+
+import os
+
+# One thread everywhere, set before numpy / torch / sklearn load their thread pools.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse
+import datetime as _dt
+import json
+import platform
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+import deepscm as ds
+from deepscm.datasets.effects import EffectData, load_ihdp
+from deepscm.evaluation.effects import pehe
+from deepscm.io import to_jsonable
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_OUT = ROOT / "results" / "ihdp.json"
+QUICK_OUT = ROOT / "results" / "ihdp_quick.json"
+TEST_FRACTION = 0.1
+
+NEURAL = ("TARNet", "CFR-Wass", "Dragonnet", "CEVAE")
+OURS = NEURAL + ("SLearner", "TLearner", "IPW", "AIPW")
+ATE_ONLY = ("IPW", "AIPW")
+PEERS = ("CausalForestDML", "LinearDML", "DRLearner", "GB-TLearner")
+PEER_SPECS = {
+    "CausalForestDML": "econml.dml.CausalForestDML(discrete_treatment=True, n_jobs=1), defaults",
+    "LinearDML": "econml.dml.LinearDML(discrete_treatment=True), defaults",
+    "DRLearner": "econml.dr.DRLearner(), defaults",
+    "GB-TLearner": "econml.metalearners.TLearner(models=GradientBoostingRegressor()), sklearn defaults",
+}
+
+#: Published IHDP numbers on the NPCI replications (63/27/10 splits; not ours): method →
+#: (metric, value, source). Quoted from the papers' tables as given in the task brief; the
+#: search tool's stored pages only expose the papers' abstracts, so not re-checked there.
+PUBLISHED = {
+    "CFR-Wass": ("√PEHE out", "0.76 ± 0.0", "Shalit, Johansson & Sontag 2017, ICML, Table 1"),
+    "TARNet": ("√PEHE out", "0.95 ± 0.0", "Shalit, Johansson & Sontag 2017, ICML, Table 1"),
+    "BART": ("√PEHE out", "2.3 ± 0.1", "Shalit, Johansson & Sontag 2017, ICML, Table 1"),
+    "Causal forest": ("√PEHE out", "3.8 ± 0.2", "Shalit, Johansson & Sontag 2017, ICML, Table 1"),
+    "CEVAE": ("√PEHE out", "2.6 ± 0.1", "Louizos et al. 2017, NeurIPS, Table 2"),
+    "Dragonnet": ("\\|ATE err\\| in", "≈ 0.14", "Shi, Blei & Veitch 2019, NeurIPS, Table 1"),
+}
+
+log = print
+
+
+# =========================================================================== estimators
+def _ours(name: str, seed: int) -> Any:
+    from deepscm import estimators as E
+
+    cls = {"TARNet": E.TARNet, "CFR-Wass": E.CFR, "Dragonnet": E.Dragonnet, "CEVAE": E.CEVAE,
+           "SLearner": E.SLearner, "TLearner": E.TLearner, "IPW": E.IPW, "AIPW": E.AIPW}[name]  # fmt: skip
+    est = cls(ipm="wasserstein") if name == "CFR-Wass" else cls()
+    params = est.get_params()
+    overrides = {k: v for k, v in (("seed", seed), ("progress", False)) if k in params}
+    return est.set_params(**overrides)
+
+
+class _EconML:
+    """An EconML CATE estimator behind the ``fit(X, T, Y)`` / ``effect(X)`` interface."""
+
+    def __init__(self, name: str, seed: int) -> None:
+        from econml.dml import CausalForestDML, LinearDML
+        from econml.dr import DRLearner
+        from econml.metalearners import TLearner
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        self.name = name
+        if name == "CausalForestDML":
+            self.model = CausalForestDML(discrete_treatment=True, random_state=seed, n_jobs=1)
+        elif name == "LinearDML":
+            self.model = LinearDML(discrete_treatment=True, random_state=seed)
+        elif name == "DRLearner":
+            self.model = DRLearner(random_state=seed)
+        else:
+            self.model = TLearner(models=GradientBoostingRegressor(random_state=seed))
+
+    def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> _EconML:
+        self.model.fit(Y, T, X=X.to_numpy())
+        return self
+
+    def effect(self, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.model.effect(X.to_numpy()), dtype=float).ravel()
+
+    def get_params(self) -> dict:
+        return {"spec": PEER_SPECS[self.name]}
+
+
+def make_estimator(name: str, seed: int) -> Any:
+    return _ours(name, seed) if name in OURS else _EconML(name, seed)
+
+
+# =========================================================================== scoring
+def _ate_only_scores(est: Any, train: EffectData, test: EffectData) -> dict:
+    """IPW / AIPW: ``ate()`` (the weighted / doubly robust estimate on the training rows)
+    against the training rows' true ATE; out of sample ``ate(X_test)`` — for AIPW the mean of
+    its cross-fitted outcome models over the test rows, for IPW the training estimate."""
+    ate_in, ate_out = float(est.ate()), float(est.ate(test.X))
+    return {
+        "pehe_in": None,
+        "pehe_out": None,
+        "ate_err_in": abs(ate_in - train.true_ate),
+        "ate_err_out": abs(ate_out - test.true_ate),
+        "ate_hat": ate_in,
+    }
+
+
+def _cate_scores(est: Any, train: EffectData, test: EffectData) -> dict:
+    tau_in = np.asarray(est.effect(train.X), dtype=float)
+    tau_out = np.asarray(est.effect(test.X), dtype=float)
+    return {
+        "pehe_in": float(pehe(tau_in, train.ite)),
+        "pehe_out": float(pehe(tau_out, test.ite)),
+        "ate_err_in": abs(float(tau_in.mean()) - train.true_ate),
+        "ate_err_out": abs(float(tau_out.mean()) - test.true_ate),
+        "ate_hat": float(tau_in.mean()),
+    }
+
+
+def run_one(name: str, replication: int) -> dict:
+    """Fit ``name`` on replication ``replication``'s training rows and score it."""
+    train, test = load_ihdp(replication, "B").split(TEST_FRACTION, seed=replication)
+    record: dict[str, Any] = {"estimator": name, "replication": replication}
+    try:
+        est = make_estimator(name, replication)
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(train.X, train.T, train.Y)
+        record["fit_s"] = time.perf_counter() - started
+        score = _ate_only_scores if name in ATE_ONLY else _cate_scores
+        record.update(score(est, train, test))
+        record["true_ate_in"], record["true_ate_out"] = train.true_ate, test.true_ate
+    except Exception as exc:  # noqa: BLE001 - one failure is recorded, never fatal
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["traceback"] = traceback.format_exc(limit=5)
+    return record
+
+
+# =========================================================================== summary
+def _stats(values: list[float | None]) -> dict:
+    """Mean, its standard error, median and count of the finite values."""
+    a = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if not len(a):
+        return {"mean": float("nan"), "se": float("nan"), "median": float("nan"), "n": 0}
+    se = float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan")
+    return {"mean": float(a.mean()), "se": se, "median": float(np.median(a)), "n": len(a)}
+
+
+def summarise(records: list[dict], names: list[str]) -> dict:
+    out = {}
+    for name in names:
+        rows = [r for r in records if r["estimator"] == name]
+        ok = [r for r in rows if "error" not in r]
+        entry = {"replications": len(ok), "failures": len(rows) - len(ok)}
+        for key in ("pehe_in", "pehe_out", "ate_err_in", "ate_err_out", "fit_s"):
+            entry[key] = _stats([r.get(key) for r in ok])
+        out[name] = entry
+    return out
+
+
+def targets(summary: dict) -> dict:
+    """The issue's targets, computed on this run's summary."""
+    def best(group: tuple[str, ...]) -> tuple[str | None, float]:
+        vals = {n: summary[n]["pehe_out"]["mean"] for n in group if n in summary}
+        vals = {n: v for n, v in vals.items() if np.isfinite(v)}
+        if not vals:
+            return None, float("nan")
+        n = min(vals, key=vals.get)
+        return n, vals[n]
+
+    neural, neural_v = best(NEURAL)
+    peer, peer_v = best(PEERS)
+    result = {
+        "best_neural": neural, "best_neural_pehe_out": neural_v,
+        "best_peer": peer, "best_peer_pehe_out": peer_v,
+        "ratio": neural_v / peer_v if peer_v and np.isfinite(peer_v) else float("nan"),
+    }  # fmt: skip
+    result["pehe_target_met"] = bool(np.isfinite(result["ratio"]) and result["ratio"] <= 0.8)
+    for name in ("Dragonnet", "AIPW"):
+        v = summary.get(name, {}).get("ate_err_out", {}).get("mean", float("nan"))
+        result[f"{name}_ate_err_out"] = v
+        result[f"{name}_ate_target_met"] = bool(np.isfinite(v) and v <= 0.15)
+    return result
+
+
+def _fmt(stat: dict | None, digits: int = 2) -> str:
+    if not stat or not np.isfinite(stat["mean"]):
+        return "—"
+    se = stat["se"]
+    return f"{stat['mean']:.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{stat['mean']:.{digits}f}"
+
+
+def _median(stat: dict) -> str:
+    return f"{stat['median']:.2f}" if np.isfinite(stat["median"]) else "—"
+
+
+def table(summary: dict, n_reps: int) -> str:
+    lines = [
+        f"### IHDP surface B, {n_reps} replications, 90/10 split (mean ± s.e. over replications)",
+        "",
+        "| estimator | group | √PEHE in | √PEHE out | median √PEHE out | \\|ATE err\\| in | "
+        "\\|ATE err\\| out | fit s | failed |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in summary.items():
+        group = "neural (ours)" if name in NEURAL else "ours" if name in OURS else "peer (EconML/sklearn)"
+        lines.append(
+            f"| {name} | {group} | {_fmt(s['pehe_in'])} | {_fmt(s['pehe_out'])} | "
+            f"{_median(s['pehe_out'])} | "
+            f"{_fmt(s['ate_err_in'])} | {_fmt(s['ate_err_out'])} | {_fmt(s['fit_s'], 1)} | "
+            f"{s['failures']} |"
+        )
+    lines += [
+        "",
+        "Published on the NPCI replications (not ours: other replications, 63/27/10 splits; "
+        "for orientation only):",
+        "",
+        "| method | metric | published | source |",
+        "|---|---|---:|---|",
+    ]
+    lines += [f"| {name} | {m} | {v} | {src} |" for name, (m, v, src) in PUBLISHED.items()]
+    return "\n".join(lines)
+
+
+def targets_text(t: dict) -> str:
+    def mark(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    return "\n".join([
+        "### Targets",
+        "",
+        f"- best neural out-of-sample √PEHE ({t['best_neural']}, {t['best_neural_pehe_out']:.3f}) "
+        f"≤ 0.8 × best peer ({t['best_peer']}, {t['best_peer_pehe_out']:.3f}): ratio "
+        f"{t['ratio']:.3f} — {mark(t['pehe_target_met'])}",
+        f"- Dragonnet out-of-sample |ATE error| {t['Dragonnet_ate_err_out']:.3f} ≤ 0.15 — "
+        f"{mark(t['Dragonnet_ate_target_met'])}",
+        f"- AIPW out-of-sample |ATE error| {t['AIPW_ate_err_out']:.3f} ≤ 0.15 — "
+        f"{mark(t['AIPW_ate_target_met'])}",
+    ])  # fmt: skip
+
+
+# =========================================================================== driver
+def machine_info() -> dict:
+    info: dict[str, Any] = {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "deepscm": getattr(ds, "__version__", "unknown"),
+    }
+    for mod in ("econml", "sklearn"):
+        info[mod] = __import__(mod).__version__
+    info["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
+def _load_previous(out: Path, partial: Path) -> list[dict]:
+    """Records of an earlier run: the finished JSON's, then the checkpoint's."""
+    records = json.loads(out.read_text())["records"] if out.exists() else []
+    if partial.exists():
+        with partial.open() as fh:
+            records += [json.loads(line) for line in fh if line.strip()]
+    return records
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--replications", type=int, default=100)
+    parser.add_argument("--quick", action="store_true", help="3 replications, written to ihdp_quick.json")
+    parser.add_argument("--estimators", default="all", help="comma-separated names (default: all)")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the records of <out> and <out>.partial.jsonl and run only what is missing")
+    args = parser.parse_args(argv)
+
+    n_reps = 3 if args.quick else args.replications
+    names = list(OURS + PEERS) if args.estimators == "all" else args.estimators.split(",")
+    unknown = sorted(set(names) - set(OURS + PEERS))
+    if unknown:
+        parser.error(f"unknown estimators {unknown}; choose from {list(OURS + PEERS)}")
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    partial = out.with_suffix(".partial.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records = _load_previous(out, partial) if args.resume else []
+    if not args.resume and partial.exists():
+        partial.unlink()
+    done = {(r["estimator"], r["replication"]) for r in records}
+    info = machine_info()
+    started = time.perf_counter()
+    log(f"IHDP surface B: {n_reps} replications x {len(names)} estimators; {len(done)} already done")
+    for rep in range(n_reps):
+        for name in names:
+            if (name, rep) in done:
+                continue
+            rec = run_one(name, rep)
+            records.append(rec)
+            with partial.open("a") as fh:
+                fh.write(json.dumps(to_jsonable(rec)) + "\n")
+            msg = rec.get("error") or (
+                f"pehe out {rec['pehe_out']:.3f}" if rec["pehe_out"] is not None
+                else f"|ate err| in {rec['ate_err_in']:.3f}"
+            ) + f", fit {rec['fit_s']:.1f}s"
+            log(f"  rep {rep:3d} {name:16s} {msg}")
+    total = time.perf_counter() - started
+    records = [r for r in records if r["estimator"] in names and r["replication"] < n_reps]
+    summary = summarise(records, names)
+    tgt = targets(summary)
+    text = table(summary, n_reps) + "\n\n" + targets_text(tgt)
+    log("\n" + text)
+    info["total_s"] = total
+    info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    params = {}
+    for name in names:
+        try:
+            params[name] = {k: repr(v) for k, v in make_estimator(name, 0).get_params().items()}
+        except Exception as exc:  # noqa: BLE001 - recorded
+            params[name] = f"{type(exc).__name__}: {exc}"
+    result = {
+        "benchmark": "ihdp",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "config": {"surface": "B", "replications": n_reps, "test_fraction": TEST_FRACTION,
+                   "split_seed": "replication", "estimator_seed": "replication"},  # fmt: skip
+        "machine": info,
+        "estimator_params": params,
+        "summary": summary,
+        "targets": tgt,
+        "published": {k: dict(zip(("metric", "value", "source"), v)) for k, v in PUBLISHED.items()},
+        "records": records,
+    }
+    out.write_text(json.dumps(to_jsonable(result, drop=("traceback",)), indent=1))
+    out.with_suffix(".md").write_text(text + "\n")
+    partial.unlink(missing_ok=True)
+    log(f"\nwrote {out} and {out.with_suffix('.md')} ({total / 60:.1f} min)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
