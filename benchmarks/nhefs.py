@@ -111,7 +111,7 @@ def run_deepscm(raw: EffectData, n_boot: int, seed: int = 0) -> dict:
 
 def run_estimator(name: str, book: EffectData, n_boot: int) -> dict:
     est = {
-        "IPW": lambda: IPW(model=book_propensity(), clip=None, stabilized=True),
+        "IPW": lambda: IPW(propensity_model=book_propensity(), clip=None, stabilized=True),
         "AIPW": lambda: AIPW(propensity_model=book_propensity(), clip=None),
         "AIPW-linear": lambda: AIPW(outcome_model=LinearRegression(), propensity_model=book_propensity(), clip=None),
         "TARNet": lambda: TARNet(n_bootstrap=n_boot, progress=False),

@@ -57,7 +57,8 @@ class IPW(EffectEstimator):
     likelihood this is conservative for the ATE (Lunceford & Davidian 2004, §3.2).
 
     Args:
-        model: a scikit-learn classifier with ``predict_proba`` (default: logistic regression).
+        propensity_model: a scikit-learn classifier with ``predict_proba`` (default: logistic
+            regression on standardised covariates).
         clip: bounds applied to the propensity (``None``: no clipping).
         stabilized: Hájek (self-normalised) weights instead of Horvitz–Thompson.
         seed: sets the classifier's ``random_state`` where it has one.
@@ -65,20 +66,20 @@ class IPW(EffectEstimator):
 
     def __init__(
         self,
-        model: ClassifierMixin | None = None,
+        propensity_model: ClassifierMixin | None = None,
         clip: tuple[float, float] | None = (0.01, 0.99),
         stabilized: bool = True,
         seed: int = 0,
     ) -> None:
-        self.model = model
+        self.propensity_model = propensity_model
         self.clip = clip
         self.stabilized = stabilized
         self.seed = seed
 
     def _fit(self, x: np.ndarray, t: np.ndarray, y: np.ndarray) -> None:
         lo, hi = check_clip(self.clip)
-        self.model_ = fit_propensity(self.model, x, t, self.seed)
-        e = np.clip(self.model_.predict_proba(x)[:, 1], lo, hi)
+        self.propensity_model_ = fit_propensity(self.propensity_model, x, t, self.seed)
+        e = np.clip(self.propensity_model_.predict_proba(x)[:, 1], lo, hi)
         self.propensity_ = e
         w1, w0 = t / e, (1 - t) / (1 - e)
         n = len(y)
@@ -97,7 +98,7 @@ class IPW(EffectEstimator):
 
     def propensity(self, X: ArrayLike | None = None) -> np.ndarray:
         """The fitted (unclipped) propensity ``P(T=1 | x)`` per row."""
-        return self.model_.predict_proba(self._rows(X))[:, 1]
+        return self.propensity_model_.predict_proba(self._rows(X))[:, 1]
 
     def att(self) -> float:
         """The effect on the treated: treated mean minus the control mean weighted by
