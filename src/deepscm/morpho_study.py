@@ -168,6 +168,7 @@ def _evaluate(scm, test: pd.DataFrame, true_cf: pd.DataFrame, truth_density, s: 
     import torch
 
     from .evaluation import mmd_dcm
+    from .scm import _context
     from .variables import stack_images
 
     terms = scm.log_prob(test, per_node=True)
@@ -179,13 +180,10 @@ def _evaluate(scm, test: pd.DataFrame, true_cf: pd.DataFrame, truth_density, s: 
     }
     # reconstruction: x against μ(z̄, pa) with z̄ the posterior mean, in pixels
     var, mech = scm.schema["x"], scm.mechanisms["x"]
-    parents = scm.graph.parents("x")
     with torch.no_grad():
-        x = var.encode(test)
-        context = (
-            torch.cat([scm.schema[p].to_context(scm.schema[p].encode(test)) for p in parents], 1)
-            if parents else torch.zeros(len(test), 0)
-        )
+        values = {v.name: v.encode(test, scm.device) for v in scm.schema}
+        x = values["x"]
+        context = _context(scm.graph, scm.schema, "x", values, len(test), scm.device)
         loc = mech.decode(mech.encode(x, context)[0], context)[0]
     recon = var.decode_array(loc)
     metrics["reconstruction MAE"] = float(np.abs(recon - stack_images(test["x"], "x")).mean())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from .errors import DataError
 __all__ = ["KINDS", "MAX_INT_LEVELS", "Schema", "Variable", "VariableSpec", "stack_images"]
 
 Kind = Literal["continuous", "binary", "categorical", "image"]
-KINDS = ("continuous", "binary", "categorical", "image")
+KINDS: tuple[str, ...] = get_args(Kind)
 #: integer columns with at most this many distinct values are inferred as categorical.
 MAX_INT_LEVELS = 10
 
