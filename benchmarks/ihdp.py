@@ -37,9 +37,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse
-import datetime as _dt
 import json
-import platform
 import sys
 import time
 import traceback
@@ -51,10 +49,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-import deepscm as ds
 from deepscm.datasets.effects import EffectData, load_ihdp
 from deepscm.evaluation.effects import pehe
 from deepscm.io import to_jsonable
+from machine import machine_info
 
 torch.set_num_threads(1)
 
@@ -286,22 +284,6 @@ def targets_text(t: dict) -> str:
 
 
 # =========================================================================== driver
-def machine_info() -> dict:
-    info: dict[str, Any] = {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "deepscm": getattr(ds, "__version__", "unknown"),
-    }
-    for mod in ("econml", "sklearn"):
-        info[mod] = __import__(mod).__version__
-    info["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
-    return info
 
 
 def _load_previous(out: Path, partial: Path) -> list[dict]:
@@ -335,7 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.resume and partial.exists():
         partial.unlink()
     done = {(r["estimator"], r["replication"]) for r in records}
-    info = machine_info()
+    info = machine_info("econml", "scikit-learn")
     started = time.perf_counter()
     log(f"IHDP surface B: {n_reps} replications x {len(names)} estimators; {len(done)} already done")
     for rep in range(n_reps):

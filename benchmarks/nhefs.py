@@ -35,10 +35,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse
-import datetime as _dt
-import importlib.metadata
 import json
-import platform
 import sys
 import time
 import traceback
@@ -53,12 +50,12 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import deepscm as ds
 from deepscm import DeepSCM
 from deepscm.datasets.effects import NHEFS_COVARIATES, EffectData, load_nhefs
 from deepscm.estimators import AIPW, IPW, Dragonnet, TARNet
 from deepscm.estimators.base import derived_seeds
 from deepscm.io import to_jsonable
+from machine import machine_info
 
 torch.set_num_threads(1)
 
@@ -126,24 +123,6 @@ def run_estimator(name: str, book: EffectData, n_boot: int) -> dict:
             "params": {k: repr(v) for k, v in est.get_params().items()}}  # fmt: skip
 
 
-def machine_info() -> dict:
-    info: dict[str, Any] = {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "deepscm": getattr(ds, "__version__", "unknown"),
-    }
-    for dist in ("causaldata", "scikit-learn"):
-        info[dist] = importlib.metadata.version(dist)
-    info["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
-    return info
-
-
 def table(results: dict) -> str:
     lines = [
         "### NHEFS: ATE of quitting smoking (qsmk) on weight change 1971–82 (wt82_71, kg), n = 1566",
@@ -208,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    info = machine_info()
+    info = machine_info("causaldata", "scikit-learn")
     book, raw = load_nhefs("book"), load_nhefs("raw")
     started = time.perf_counter()
     results: dict[str, dict] = {}

@@ -39,10 +39,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse
-import datetime as _dt
 import json
 import logging
-import platform
 import sys
 import time
 import traceback
@@ -57,6 +55,7 @@ import deepscm as ds
 from deepscm.datasets import KINDS, list_scms, load_scm
 from deepscm.evaluation import mmd_dcm
 from deepscm.io import to_jsonable
+from machine import machine_info
 from deepscm.mechanisms import AdditiveNoise, ConditionalFlow
 
 torch.set_num_threads(1)
@@ -130,30 +129,6 @@ def _gcm():
     for name in ("dowhy", "dowhy.gcm"):
         logging.getLogger(name).setLevel(logging.ERROR)
     return gcm
-
-
-def machine_info() -> dict:
-    info = {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "deepscm": getattr(ds, "__version__", "unknown"),
-    }
-    for mod in ("dowhy", "zuko", "sklearn"):
-        try:
-            info[mod] = __import__(mod).__version__
-        except (ImportError, AttributeError):  # pragma: no cover - optional peer
-            info[mod] = None
-    try:
-        info["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        pass
-    return info
 
 
 # =========================================================================== models
@@ -632,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         _gcm()
 
     started = time.perf_counter()
-    info = machine_info()
+    info = machine_info("dowhy", "zuko", "scikit-learn")
     log(f"deepscm SCM benchmark: {len(scms)} SCMs x {models} x seeds {seeds}; "
         f"{info['cpu_count']} CPUs, torch {info['torch']} ({info['torch_threads']} thread), "
         f"dowhy {info.get('dowhy')}", flush=True)
