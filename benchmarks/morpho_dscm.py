@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepscm.morpho_study import MorphoSettings, run_morpho_study
+from deepscm.studies.morpho import MorphoSettings, run_morpho_study
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deepscm.morpho_study import LEARNED_SCALE_VARIANT, MODELS, MorphoSettings, run_morpho_study
+from deepscm.studies.morpho import LEARNED_SCALE_VARIANT, MODELS, MorphoSettings, run_morpho_study
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,11 @@
 """deepscm: deep structural causal models."""
 
 from .errors import (
+    ConfigError,
     DataError,
     DeepSCMError,
+    DeepSCMWarning,
+    ExtrapolationWarning,
     GraphError,
     ModelFileError,
     NotFittedError,
@@ -14,22 +17,29 @@ from . import mechanisms
 from .graph import CausalGraph
 from .identification import identify
 from .interventions import FromParents, Set, Shift
-from .scm import DeepSCM
+from ._version import __version__
+from .scm import DeepSCM, FromWorld, Independent, World
 from .variables import Variable
 
-__version__ = "0.1.0"
 
 __all__ = [
     "CausalGraph",
     "DeepSCM",
+    "FromWorld",
+    "Independent",
+    "World",
+    "__version__",
     "FromParents",
     "Set",
     "Shift",
     "Variable",
     "identify",
     "mechanisms",
+    "ConfigError",
     "DataError",
     "DeepSCMError",
+    "DeepSCMWarning",
+    "ExtrapolationWarning",
     "GraphError",
     "ModelFileError",
     "NotFittedError",

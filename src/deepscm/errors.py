@@ -11,6 +11,9 @@ __all__ = [
     "NotFittedError",
     "NotIdentifiableError",
     "UnsupportedGraphError",
+    "ConfigError",
+    "DeepSCMWarning",
+    "ExtrapolationWarning",
 ]
 
 
@@ -44,3 +47,16 @@ class NotFittedError(DeepSCMError, RuntimeError):
 
 class NotIdentifiableError(DeepSCMError):
     """A causal query that the graph and the observational distribution do not determine."""
+
+
+class ConfigError(DeepSCMError, ValueError):
+    """An invalid hyper-parameter or option (a mechanism's settings, a device, a fit option)."""
+
+
+class DeepSCMWarning(UserWarning):
+    """Base class of deepscm's warnings; filter them with ``warnings.filterwarnings``."""
+
+
+class ExtrapolationWarning(DeepSCMWarning):
+    """A query reaches values outside the training data's range, where the learned mechanisms
+    extrapolate and their answers are less reliable."""

@@ -1,10 +1,14 @@
-"""Model files without pickle: ``weights.safetensors`` plus ``model.json``.
+"""Model files without pickle: a pure format layer (it knows nothing about models).
 
-``model.json`` holds the format version, the graph, the variable schema, each node's mechanism
-type and hyper-parameters (only types in the mechanism registry can be named, so loading never
-runs code from the file), and the SHA-256 of the weights file, which detects truncation and
-mismatched pairs. Saving writes a complete model to a temporary sibling directory and swaps it
-into place, so an interrupted save never replaces a good model with a broken one.
+A *bundle* is a directory with ``model.json`` (metadata) and one safetensors weights file.
+``model.json`` records the format version, the name of the weights file and one SHA-256 over
+the weights **and** the canonical metadata, so an edited, truncated or mismatched file is
+refused (:class:`ModelFileError`) instead of loading as a different model.
+
+Saving owns exactly two files and never touches others in the directory. The weights file
+is named by its content (``weights-<sha>.safetensors``) and written first; ``model.json`` is
+then replaced atomically, which is the commit point; finally the previous weights file is
+removed. An interruption at any step leaves the previous model (or none) loadable.
 """
 
 from __future__ import annotations
@@ -12,78 +16,79 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ModelFileError
-from .graph import CausalGraph
-from .mechanisms import REGISTRY, MechanismSpec
-from .variables import Schema
 
-if TYPE_CHECKING:
-    from .scm import DeepSCM
+__all__ = [
+    "FORMAT_VERSION",
+    "META_FILE",
+    "check_writable",
+    "read_bundle",
+    "to_jsonable",
+    "write_bundle",
+]
 
-__all__ = ["FORMAT_VERSION", "load_model", "save_model", "to_jsonable"]
-
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_FILE = "model.json"
-WEIGHTS_FILE = "weights.safetensors"
+_WEIGHTS_PREFIX = "weights-"
+_WEIGHTS_SUFFIX = ".safetensors"
 
 
-def save_model(scm: DeepSCM, path: str | Path) -> Path:
-    """Atomically write ``scm`` to directory ``path``; returns the path."""
-    from . import __version__
-
+def check_writable(path: str | Path) -> Path:
+    """Raise :class:`ModelFileError` now, naming ``path``, if a bundle cannot be written
+    there (so a long fit is not lost at the end)."""
     target = Path(path)
-    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / META_FILE).exists())):
-        raise ModelFileError(
-            f"{target} exists and is not a deepscm model directory; refusing to overwrite it. "
-            "Choose a new path or remove it first"
-        )
-    tensors = {
-        f"{node}/{key}": value.detach().cpu().contiguous().clone()
-        for node, mech in scm.mechanisms.items()
-        for key, value in mech.state_dict().items()
-    }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
-    try:
-        save_file(tensors, str(staging / WEIGHTS_FILE))
-        meta = {
-            "format": "deepscm",
-            "format_version": FORMAT_VERSION,
-            "deepscm_version": __version__,
-            "graph": str(scm.graph),
-            "nodes": scm.graph.nodes,
-            "schema": scm.schema.to_list(),
-            "mechanisms": {n: m.config() for n, m in scm.mechanisms.items()},
-            "fit": scm.fit_info,
-            "weights_sha256": _sha256(staging / WEIGHTS_FILE),
-        }
-        (staging / META_FILE).write_text(json.dumps(to_jsonable(meta), indent=2))
-        _swap_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    if target.exists() and not target.is_dir():
+        raise ModelFileError(f"{target} exists and is a file; give a directory for the model")
+    probe = target if target.exists() else next((p for p in target.parents if p.exists()), Path("."))
+    if not probe.is_dir():
+        raise ModelFileError(f"cannot write the model to {target}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ModelFileError(f"cannot write the model to {target}: {probe} is not writable")
     return target
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> DeepSCM:
-    """Read a model directory written by :func:`save_model`."""
-    from .scm import DeepSCM
-    from .training import resolve_device
+def write_bundle(path: str | Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
+    """Write ``tensors`` and ``meta`` (JSON-able after :func:`to_jsonable`) to directory ``path``."""
+    target = check_writable(path)
+    staged: list[Path] = []
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        old_weights = _current_weights(target)
+        staged.append(_temp_path(target, _WEIGHTS_SUFFIX))
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(staged[0]))
+        weights_sha = _sha256_file(staged[0])
+        weights_name = f"{_WEIGHTS_PREFIX}{weights_sha[:16]}{_WEIGHTS_SUFFIX}"
+        body = to_jsonable(dict(meta))
+        body.update(format="deepscm", format_version=FORMAT_VERSION, weights_file=weights_name)
+        body["sha256"] = _bundle_sha(body, weights_sha)
+        staged.append(_temp_path(target, ".json"))
+        staged[1].write_text(json.dumps(body, indent=2))
+        _publish(staged[0], target / weights_name)
+        _publish(staged[1], target / META_FILE)  # the commit point
+    except OSError as err:
+        raise ModelFileError(f"cannot write the model to {target}: {err.strerror or err}") from None
+    finally:
+        for path_ in staged:
+            path_.unlink(missing_ok=True)
+    if old_weights is not None and old_weights.name != weights_name:
+        old_weights.unlink(missing_ok=True)
+    return target
 
+
+def read_bundle(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read and verify a bundle; returns ``(tensors, meta)``."""
     folder = Path(path)
-    meta_path, weights_path = folder / META_FILE, folder / WEIGHTS_FILE
+    meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise ModelFileError(f"{folder} is not a deepscm model: {META_FILE} is missing")
     try:
@@ -95,69 +100,67 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> DeepSCM:
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelFileError(
-            f"{folder} has format version {version!r}; this deepscm reads versions up to "
+            f"{folder} has format version {version!r}; this deepscm reads version "
             f"{FORMAT_VERSION}. Upgrade deepscm to load it"
         )
-    if not weights_path.is_file():
-        raise ModelFileError(f"{folder} is incomplete: {WEIGHTS_FILE} is missing")
-    if _sha256(weights_path) != meta.get("weights_sha256"):
+    if version < FORMAT_VERSION:
         raise ModelFileError(
-            f"{weights_path} does not match {META_FILE} (truncated, corrupt or from another "
-            "model); re-save the model"
+            f"{folder} was written in the older format {version}, whose metadata is not "
+            "checksummed; fit and save the model again with this deepscm"
+        )
+    name = meta.get("weights_file")
+    if not (isinstance(name, str) and name.startswith(_WEIGHTS_PREFIX) and "/" not in name and "\\" not in name):
+        raise ModelFileError(f"{meta_path} names no valid weights file ({name!r})")
+    weights_path = folder / name
+    if not weights_path.is_file():
+        raise ModelFileError(f"{folder} is incomplete: {name} is missing")
+    if _bundle_sha(meta, _sha256_file(weights_path)) != meta.get("sha256"):
+        raise ModelFileError(
+            f"{folder} fails its checksum: {META_FILE} or {name} was edited, truncated or comes "
+            "from another model. Re-save the model from the fitted object"
         )
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(f"cannot read {weights_path}: {err}") from None
+    return tensors, meta
+
+
+def _bundle_sha(meta: Mapping[str, Any], weights_sha: str) -> str:
+    """SHA-256 over the weights' digest and the canonical JSON of ``meta`` without its own
+    ``sha256`` field."""
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256((weights_sha + "\n" + canonical).encode()).hexdigest()
+
+
+def _current_weights(folder: Path) -> Path | None:
     try:
-        graph = CausalGraph(meta["graph"], nodes=meta["nodes"])
-        scm = DeepSCM(graph)
-        scm.schema = Schema.from_list(meta["schema"])
-        for node in graph.nodes:
-            scm.mechanisms[node] = _rebuild_mechanism(node, meta["mechanisms"][node], tensors)
-        scm.fit_info = meta.get("fit", {})
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{meta_path} is inconsistent: {type(err).__name__}: {err}") from None
-    return scm.to(resolve_device(device))
+        meta = json.loads((folder / META_FILE).read_text())
+        name = meta.get("weights_file")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(name, str) and name.startswith(_WEIGHTS_PREFIX) and "/" not in name:
+        return folder / name
+    return None
 
 
-def _rebuild_mechanism(node: str, config: dict[str, Any], tensors: dict[str, torch.Tensor]):
-    cls = REGISTRY.get(config["type"])
-    if cls is None:
-        raise ModelFileError(
-            f"node {node!r} uses mechanism {config['type']!r}, which this deepscm does not know; "
-            f"known: {sorted(REGISTRY)}"
-        )
-    mech = cls(**config["hparams"])
-    mech.build(MechanismSpec(**config["spec"]))
-    mech.load_extra_config(config.get("state", {}))
-    prefix = f"{node}/"
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    try:
-        mech.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ModelFileError(f"weights of node {node!r} do not match its mechanism: {err}") from None
-    mech.eval()
-    return mech
+def _temp_path(folder: Path, suffix: str) -> Path:
+    handle, name = tempfile.mkstemp(prefix=".deepscm-saving-", suffix=suffix, dir=folder)
+    os.close(handle)
+    return Path(name)
 
 
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Replace ``target`` by ``staging`` so that one complete model is always on disk."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    backup.rmdir()
-    os.replace(target, backup)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(backup, target)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
+def _publish(staging: Path, final: Path) -> None:
+    """Give the staged file the permissions the umask allows (mkstemp makes it 0600) and
+    rename it into place atomically."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o666 & ~umask)
+    os.replace(staging, final)
 
 
-def _sha256(path: Path) -> str:
+def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -1,11 +1,17 @@
 """One device-agnostic training loop for every model in deepscm.
 
-A model is trained as a set of named *terms*, each a module with its own loss (for a deep SCM,
-one term per node: the factorised likelihood ``log p(x) = Σ_i log p(x_i | pa_i)`` makes the
-terms independent). All active terms share mini-batches and take a step together, so they train
-concurrently; each has its own early stopping on held-out loss, keeps its best weights, and
-drops out of the loop when it stops improving. A non-finite loss stops training with a
-:class:`TrainingError` naming the term.
+A model is trained as a set of named *terms* (for a deep SCM, one per node: the factorised
+likelihood ``log p(x) = Σ_i log p(x_i | pa_i)`` makes the terms independent). Every term
+steps on the same mini-batches, so all train concurrently; each has its own early stopping on
+a held-out score, keeps its best weights, and leaves the loop when it stops improving.
+
+A term either gives a differentiable ``loss`` (the default: the loop steps all such terms in
+one backward pass over the sum of their losses, with one Adam — equal to one Adam per term,
+since the terms share no weights and Adam's update is element-wise — and clips gradients per
+term), or its own ``step`` that owns its optimisers (a denoising or adversarial mechanism).
+
+Guards: a non-finite loss or weight, or a loss that rises far above where it started
+(:data:`DIVERGENCE_FACTOR`), stops training with a :class:`TrainingError` naming the term.
 """
 
 from __future__ import annotations
@@ -19,12 +25,43 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .errors import TrainingError
+from .errors import ConfigError, TrainingError
 
-__all__ = ["TrainingHistory", "train_terms", "resolve_device"]
+__all__ = [
+    "DIVERGENCE_FACTOR",
+    "Term",
+    "TrainingHistory",
+    "resolve_device",
+    "train",
+    "train_terms",
+]
 
 #: ``loss(term, rows)`` → the mean loss of ``term`` over the given row indices.
 TermLoss = Callable[[str, torch.Tensor], torch.Tensor]
+#: a term has diverged when its loss exceeds ``start + DIVERGENCE_FACTOR · max(1, |start|)``,
+#: ``start`` being its loss on the first mini-batch, before any step.
+DIVERGENCE_FACTOR = 100.0
+
+
+@dataclass
+class Term:
+    """One trainable part of a model.
+
+    Attributes:
+        module: the weights (saved and restored for early stopping).
+        score: ``score(rows)`` → held-out score to minimise (called without gradients).
+        loss: ``loss(rows)`` → differentiable mean loss, for the shared default step.
+        step: ``step(rows)`` → one optimisation step of the term's own, returning its loss.
+    """
+
+    module: nn.Module
+    score: Callable[[torch.Tensor], torch.Tensor]
+    loss: Callable[[torch.Tensor], torch.Tensor] | None = None
+    step: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.loss is None) == (self.step is None):
+            raise ConfigError("a training term needs exactly one of loss= or step=")
 
 
 @dataclass
@@ -46,19 +83,27 @@ class TrainingHistory:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; anything else must be a device
+    this torch can use, or :class:`ConfigError` says which are available."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except (RuntimeError, TypeError, ValueError, AssertionError) as err:
+        raise ConfigError(
+            f"cannot use device {device!r} ({str(err).splitlines()[0]}); available here: {available}"
+        ) from None
+    return dev
 
 
-def train_terms(
-    modules: Mapping[str, nn.Module],
-    loss: TermLoss,
+def train(
+    terms: Mapping[str, Term],
     train_rows: torch.Tensor,
     val_rows: torch.Tensor | None,
     *,
@@ -73,61 +118,71 @@ def train_terms(
     progress: bool = True,
     desc: str = "training",
 ) -> TrainingHistory:
-    """Train every term's module on its own loss with Adam and per-term early stopping.
+    """Train every term with per-term early stopping; see the module docstring.
 
-    Adam's update is element-wise, so one optimiser over all terms equals one per term;
-    gradient clipping is per term to keep them independent. Without ``val_rows`` the terms
-    run for all ``epochs`` and keep their final weights.
+    Without ``val_rows`` the terms run for all ``epochs`` and keep their final weights.
     """
-    if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise TrainingError(
-            f"epochs ({epochs}) and batch_size ({batch_size}) must be ≥ 1 and lr ({lr}) > 0"
-        )
-    names = [n for n, m in modules.items() if any(p.requires_grad for p in m.parameters())]
-    history = TrainingHistory(
-        train_loss={n: [] for n in names}, val_loss={n: [] for n in names}
-    )
+    if not (isinstance(epochs, int) and epochs >= 1 and isinstance(batch_size, int) and batch_size >= 1):
+        raise ConfigError(f"epochs ({epochs!r}) and batch_size ({batch_size!r}) must be integers ≥ 1")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    names = [n for n, t in terms.items() if any(p.requires_grad for p in t.module.parameters())]
+    history = TrainingHistory(train_loss={n: [] for n in names}, val_loss={n: [] for n in names})
     if not names:
         return history
-    optimiser = torch.optim.Adam(
-        [{"params": list(modules[n].parameters())} for n in names], lr=lr, weight_decay=weight_decay
+    joint = [n for n in names if terms[n].loss is not None]
+    optimiser = (
+        torch.optim.Adam(
+            [{"params": list(terms[n].module.parameters())} for n in joint],
+            lr=lr, weight_decay=weight_decay,
+        )
+        if joint else None
     )
     active = set(names)
+    start: dict[str, float] = {}
     best = {n: math.inf for n in names}
-    best_state = {n: copy.deepcopy(modules[n].state_dict()) for n in names}
+    best_state = {n: copy.deepcopy(terms[n].module.state_dict()) for n in names}
     waited = {n: 0 for n in names}
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
-        for m in modules.values():
-            m.train()
+        for t in terms.values():
+            t.module.train()
         order = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
         running = [n for n in names if n in active]  # fixed order: reproducible sums
         sums = {n: 0.0 for n in running}
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            optimiser.zero_grad(set_to_none=True)
-            total = 0.0
+        for first in range(0, len(order), batch_size):
+            rows = order[first : first + batch_size]
+            stepping = [n for n in joint if n in active]
+            if stepping:
+                optimiser.zero_grad(set_to_none=True)
+                total = 0.0
+                for n in stepping:
+                    value = terms[n].loss(rows)
+                    _record(n, value, epoch, sums, start, len(rows))
+                    total = total + value
+                total.backward()
+                for n in stepping:
+                    nn.utils.clip_grad_norm_(terms[n].module.parameters(), max_grad_norm)
+                optimiser.step()
             for n in running:
-                value = loss(n, rows)
-                _check_finite(n, value, epoch)
-                sums[n] += float(value.detach()) * len(rows)
-                total = total + value
-            total.backward()
-            for n in running:
-                nn.utils.clip_grad_norm_(modules[n].parameters(), max_grad_norm)
-            optimiser.step()
+                if terms[n].step is not None:
+                    _record(n, terms[n].step(rows), epoch, sums, start, len(rows))
         for n in running:
-            history.train_loss[n].append(sums[n] / len(order))
+            mean = sums[n] / len(order)
+            history.train_loss[n].append(mean)
+            _check_diverged(n, mean, start[n], epoch, "training")
+            _check_weights(n, terms[n].module, epoch)
         history.epochs_run = epoch + 1
         if val_rows is None or not len(val_rows):
             continue
         for n in running:
-            value = evaluate(modules[n], lambda rows, n=n: loss(n, rows), val_rows)
-            _check_finite(n, torch.tensor(value), epoch, "held-out")
+            value = evaluate(terms[n].module, terms[n].score, val_rows)
+            _check_finite(n, value, epoch, "held-out")
+            _check_diverged(n, value, start[n], epoch, "held-out")
             history.val_loss[n].append(value)
             if value < best[n] - min_delta:
                 best[n], waited[n] = value, 0
-                best_state[n] = copy.deepcopy(modules[n].state_dict())
+                best_state[n] = copy.deepcopy(terms[n].module.state_dict())
                 history.best_epoch[n] = epoch
             else:
                 waited[n] += 1
@@ -139,29 +194,77 @@ def train_terms(
     bar.close()
     if val_rows is not None and len(val_rows):
         for n in names:
-            modules[n].load_state_dict(best_state[n])
-    for m in modules.values():
-        m.eval()
+            terms[n].module.load_state_dict(best_state[n])
+    for t in terms.values():
+        t.module.eval()
     return history
 
 
-def evaluate(module: nn.Module, loss: Callable[[torch.Tensor], torch.Tensor], rows: torch.Tensor,
+def train_terms(
+    modules: Mapping[str, nn.Module],
+    loss: TermLoss,
+    train_rows: torch.Tensor,
+    val_rows: torch.Tensor | None,
+    **options,
+) -> TrainingHistory:
+    """:func:`train` for terms that all minimise a differentiable ``loss(term, rows)``, scored
+    on held-out rows by the same loss."""
+    terms = {
+        n: Term(m, score=lambda r, n=n: loss(n, r), loss=lambda r, n=n: loss(n, r))
+        for n, m in modules.items()
+    }
+    return train(terms, train_rows, val_rows, **options)
+
+
+def evaluate(module: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], rows: torch.Tensor,
              chunk: int = 16_384) -> float:
-    """Mean loss over ``rows`` without gradients, in chunks."""
+    """Mean score over ``rows`` without gradients, in chunks."""
     module.eval()
     total = 0.0
     with torch.no_grad():
-        for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
-            total += float(loss(part)) * len(part)
+        for first in range(0, len(rows), chunk):
+            part = rows[first : first + chunk]
+            total += float(score(part)) * len(part)
     module.train()
     return total / len(rows)
 
 
-def _check_finite(term: str, value: torch.Tensor, epoch: int, which: str = "training") -> None:
-    if not torch.isfinite(value).all():
+def _record(term: str, value: torch.Tensor, epoch: int, sums: dict[str, float],
+            start: dict[str, float], rows: int) -> None:
+    loss = float(value.detach())
+    _check_finite(term, loss, epoch, "training")
+    start.setdefault(term, loss)
+    sums[term] += loss * rows
+
+
+def _advice() -> str:
+    return (
+        "Try a lower learning rate (lr), check the data for outliers or columns on very "
+        "different scales, or use a simpler mechanism for this node"
+    )
+
+
+def _check_finite(term: str, value: float, epoch: int, which: str) -> None:
+    if not math.isfinite(value):
         raise TrainingError(
-            f"the {which} loss of {term!r} became {float(value.detach())} at epoch {epoch + 1}: training "
-            "diverged. Try a lower learning rate (lr), check the data for outliers or columns "
-            "on very different scales, or use a simpler mechanism for this node"
+            f"the {which} loss of {term!r} became {value} at epoch {epoch + 1}: training "
+            f"diverged. {_advice()}"
         )
+
+
+def _check_diverged(term: str, value: float, start: float, epoch: int, which: str) -> None:
+    limit = start + DIVERGENCE_FACTOR * max(1.0, abs(start))
+    if value > limit:
+        raise TrainingError(
+            f"the {which} loss of {term!r} rose from {start:.4g} to {value:.4g} by epoch "
+            f"{epoch + 1}: training diverged. {_advice()}"
+        )
+
+
+def _check_weights(term: str, module: nn.Module, epoch: int) -> None:
+    for name, p in module.named_parameters():
+        if not torch.isfinite(p).all():
+            raise TrainingError(
+                f"weight {name!r} of {term!r} became non-finite at epoch {epoch + 1}: training "
+                f"diverged. {_advice()}"
+            )

@@ -1,14 +1,21 @@
-"""Mechanism families. Adding one means a new module plus a line in :data:`REGISTRY`."""
+"""Mechanism families. Adding one means a new module plus a :func:`register` call."""
 
 from .additive import AdditiveNoise
-from .base import Mechanism, MechanismSpec
+from .base import ABDUCTION_KINDS, Mechanism, MechanismSpec
 from .categorical import Categorical
 from .flow import ConditionalFlow
+from .registry import REGISTRY, MechanismChoice, register
 from .vae import ConditionalVAE
 
-__all__ = ["AdditiveNoise", "Categorical", "ConditionalFlow", "ConditionalVAE", "Mechanism", "MechanismSpec", "REGISTRY"]
-
-#: Mechanism classes that a saved model may name; loading instantiates nothing else.
-REGISTRY: dict[str, type[Mechanism]] = {
-    cls.__name__: cls for cls in (ConditionalFlow, ConditionalVAE, Categorical, AdditiveNoise)
-}
+__all__ = [
+    "ABDUCTION_KINDS",
+    "AdditiveNoise",
+    "Categorical",
+    "ConditionalFlow",
+    "ConditionalVAE",
+    "Mechanism",
+    "MechanismChoice",
+    "MechanismSpec",
+    "REGISTRY",
+    "register",
+]

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Mechanism, MechanismSpec, mlp
+from ..errors import NotFittedError
+from .base import Mechanism, MechanismSpec, mlp, positive_int, positive_ints
 
 __all__ = ["AdditiveNoise"]
 
@@ -27,12 +28,15 @@ class AdditiveNoise(Mechanism):
         max_residuals: at most this many training residuals are kept as the noise sample.
     """
 
-    exact_abduction = True
+    abduction = "exact"
 
     def __init__(
         self, hidden_features: tuple[int, ...] | list[int] = (64, 64), max_residuals: int = 10_000
     ) -> None:
-        super().__init__(hidden_features=list(hidden_features), max_residuals=max_residuals)
+        super().__init__(
+            hidden_features=positive_ints("hidden_features", hidden_features),
+            max_residuals=positive_int("max_residuals", max_residuals),
+        )
 
     def _build(self, spec: MechanismSpec) -> None:
         if spec.context_dim:
@@ -68,7 +72,7 @@ class AdditiveNoise(Mechanism):
 
     def sample_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         if not len(self.residuals):
-            raise RuntimeError("AdditiveNoise has no residuals yet: fit the model first")
+            raise NotFittedError("AdditiveNoise has no residuals yet: fit the model first")
         idx = torch.randint(len(self.residuals), (n,), generator=generator, device=generator.device)
         return self.residuals.to(generator.device)[idx]
 

@@ -11,12 +11,28 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import nn
 
-__all__ = ["Mechanism", "MechanismSpec", "SkipMLP", "mlp"]
+from ..errors import ConfigError
+
+__all__ = [
+    "ABDUCTION_KINDS",
+    "Abduction",
+    "Likelihood",
+    "MAX_GRAD_NORM",
+    "Mechanism",
+    "MechanismSpec",
+    "SkipMLP",
+    "mlp",
+    "positive_int",
+    "positive_ints",
+]
+
+#: gradient-norm clip of the default training step, per mechanism.
+MAX_GRAD_NORM = 10.0
 
 
 @dataclass(frozen=True)
@@ -38,18 +54,43 @@ class MechanismSpec:
         return self.n_categories is not None
 
 
+#: How a mechanism recovers the noise of an observed ``(x, pa)``:
+#: ``"exact"`` — the unique noise, ``u = f⁻¹(x; pa)`` (a flow, an additive-noise model);
+#: ``"approximate"`` — deterministic but approximate (e.g. DDIM inversion), so
+#: ``f(pa, abduct(x, pa)) ≈ x`` within a tolerance the mechanism reports;
+#: ``"posterior"`` — a draw from ``p(u | x, pa)`` (Gumbel-max, a VAE's latent ``z``).
+Abduction = Literal["exact", "approximate", "posterior"]
+ABDUCTION_KINDS: tuple[str, ...] = get_args(Abduction)
+#: What :meth:`Mechanism.log_prob` returns: the exact ``log p(x | pa)``, a lower ``"bound"``
+#: (an ELBO), or ``"none"`` (no tractable likelihood: diffusion, adversarial mechanisms).
+Likelihood = Literal["exact", "bound", "none"]
+
+
 class Mechanism(nn.Module, ABC):
     """Base class. ``__init__`` stores hyper-parameters only; :meth:`build` makes the layers.
 
-    Subclasses set :attr:`exact_abduction` (``True`` when ``abduct`` returns the unique noise,
-    ``False`` when it draws from the noise posterior) and :attr:`handles` (the node kinds
-    they model: ``"continuous"``, ``"discrete"`` and/or ``"image"``). A mechanism whose
-    :meth:`log_prob` is only a lower bound (an ELBO) sets :attr:`log_prob_is_bound`.
+    Capabilities are class attributes: :attr:`abduction` (one of :data:`ABDUCTION_KINDS`),
+    :attr:`likelihood` (``"exact"``, ``"bound"`` or ``"none"``) and :attr:`handles` (the node
+    kinds modelled: ``"continuous"``, ``"discrete"`` and/or ``"image"``). Every mechanism
+    implements :meth:`sample_noise`, :meth:`sample` and :meth:`abduct`; :meth:`log_prob` only
+    when it has a likelihood.
+
+    Training is per mechanism: :meth:`configure_optimizers` makes its optimisers,
+    :meth:`training_step` takes one step on a mini-batch and returns the loss it saw, and
+    :meth:`validation_score` scores held-out rows (lower is better; early stopping watches
+    it). The defaults minimise :meth:`loss`, the negative log-likelihood, with one Adam: a
+    mechanism with another objective (denoising, adversarial) overrides these three and
+    sets :attr:`validation_metric` to name its score.
     """
 
-    exact_abduction: ClassVar[bool] = True
+    abduction: ClassVar[Abduction] = "exact"
+    likelihood: ClassVar[Likelihood] = "exact"
     handles: ClassVar[frozenset[str]] = frozenset({"continuous"})
-    log_prob_is_bound: ClassVar[bool] = False
+    #: what :meth:`validation_score` measures, reported in ``fit_info``.
+    validation_metric: ClassVar[str] = "nll"
+    #: for ``"approximate"`` abduction: the largest ``|f(pa, abduct(x, pa)) − x|`` (internal,
+    #: standardised units) the mechanism promises on data like its training data.
+    abduction_tolerance: ClassVar[float] = 0.0
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__()
@@ -64,9 +105,10 @@ class Mechanism(nn.Module, ABC):
     @abstractmethod
     def _build(self, spec: MechanismSpec) -> None: ...
 
-    @abstractmethod
     def log_prob(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """``log p(x | pa)`` per row, shape ``(n,)``."""
+        """``log p(x | pa)`` per row, shape ``(n,)`` (a lower bound when
+        :attr:`likelihood` is ``"bound"``). Mechanisms without a likelihood keep this default."""
+        raise NotImplementedError(f"{type(self).__name__} has no tractable likelihood")
 
     @abstractmethod
     def sample_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -80,17 +122,57 @@ class Mechanism(nn.Module, ABC):
     def abduct(
         self, x: torch.Tensor, context: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Noise consistent with ``(x, pa)``: ``f⁻¹`` when exact, a posterior draw otherwise."""
+        """Noise consistent with ``(x, pa)``, of the kind :attr:`abduction` names."""
 
+    # ------------------------------------------------------------------ training protocol
     def loss(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """Training objective (mean over rows); the negative log-likelihood by default."""
+        """Differentiable training objective (mean over rows); the negative log-likelihood by
+        default. Used by the default :meth:`training_step` and :meth:`validation_score`."""
         return -self.log_prob(x, context).mean()
+
+    def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        """The optimisers :meth:`training_step` receives; one Adam over all weights by default."""
+        return [torch.optim.Adam(self.parameters(), lr=lr)]
+
+    def training_step(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        optimizers: list[torch.optim.Optimizer],
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """One optimisation step on a mini-batch; returns the (detached) loss it minimised.
+
+        The training loop recognises this default and steps every mechanism that keeps it in
+        one backward pass over the sum of their losses: the terms share no weights and Adam's
+        update is element-wise, so that equals one step per mechanism, faster."""
+        (opt,) = optimizers
+        opt.zero_grad(set_to_none=True)
+        value = self.loss(x, context)
+        value.backward()
+        nn.utils.clip_grad_norm_(self.parameters(), MAX_GRAD_NORM)
+        opt.step()
+        return value.detach()
+
+    def validation_score(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Held-out score, lower is better (the mean :meth:`loss` by default). Called without
+        gradients in evaluation mode; a stochastic score must use a fixed-seed generator so
+        that early stopping compares like with like."""
+        return self.loss(x, context)
+
+    @property
+    def uses_default_step(self) -> bool:
+        """Whether :meth:`training_step` is the default negative-log-likelihood step."""
+        return type(self).training_step is Mechanism.training_step and (
+            type(self).configure_optimizers is Mechanism.configure_optimizers
+        )
 
     def after_fit(self, x: torch.Tensor, context: torch.Tensor) -> None:
         """Hook called once with the training data after the weights are final."""
 
+    # ------------------------------------------------------------------ persistence
     def config(self) -> dict[str, Any]:
-        """JSON-serialisable description from which :meth:`from_config` rebuilds the module."""
+        """JSON-serialisable description from which the registry rebuilds the module."""
         return {
             "type": type(self).__name__,
             "hparams": self.hparams,
@@ -104,6 +186,10 @@ class Mechanism(nn.Module, ABC):
 
     def load_extra_config(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`extra_config`: allocate buffers of the saved shapes."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
+        return f"{type(self).__name__}({args})"
 
 
 class SkipMLP(nn.Module):
@@ -143,3 +229,23 @@ def mlp(
         width = h
     layers.append(nn.Linear(width, out_dim))
     return nn.Sequential(*layers)
+
+
+def positive_ints(name: str, value: Any, allow_empty: bool = True) -> list[int]:
+    """Validate a list of layer widths (or any positive integers); raise :class:`ConfigError`."""
+    items = [value] if isinstance(value, (int, float)) else value
+    try:
+        out = [int(v) for v in items]
+        ok = all(o >= 1 and o == v for o, v in zip(out, items)) and (allow_empty or out)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or isinstance(value, (str, bytes)):
+        raise ConfigError(f"{name} must be a list of positive integers, got {value!r}")
+    return out
+
+
+def positive_int(name: str, value: Any) -> int:
+    """Validate one positive integer hyper-parameter; raise :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, (int,)) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

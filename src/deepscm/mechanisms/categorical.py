@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Mechanism, MechanismSpec, mlp
+from ..errors import ConfigError
+from .base import Mechanism, MechanismSpec, mlp, positive_ints
 
 __all__ = ["Categorical", "gumbel"]
 
@@ -32,16 +33,16 @@ class Categorical(Mechanism):
         hidden_features: MLP widths (ignored for a root node, which learns plain logits).
     """
 
-    exact_abduction = False
+    abduction = "posterior"
     handles = frozenset({"discrete"})
 
     def __init__(self, hidden_features: tuple[int, ...] | list[int] = (64, 64)) -> None:
-        super().__init__(hidden_features=list(hidden_features))
+        super().__init__(hidden_features=positive_ints("hidden_features", hidden_features))
 
     def _build(self, spec: MechanismSpec) -> None:
         k = spec.n_categories
         if k is None or k < 2:
-            raise ValueError("Categorical needs a discrete node with at least two categories")
+            raise ConfigError("Categorical needs a discrete node with at least two categories")
         if spec.context_dim:
             self.net = mlp(spec.context_dim, k, self.hparams["hidden_features"])
         else:
@@ -65,7 +66,7 @@ class Categorical(Mechanism):
         self, x: torch.Tensor, context: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         if generator is None:
-            raise ValueError("Gumbel-max abduction is stochastic: pass a torch.Generator")
+            raise ConfigError("Gumbel-max abduction is stochastic: pass a torch.Generator")
         logits = self.logits(context)
         top = gumbel((len(x), 1), generator)  # max of l + g, since logsumexp(l) = 0
         others = logits + gumbel(tuple(logits.shape), generator)

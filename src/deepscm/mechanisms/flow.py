@@ -26,7 +26,8 @@ import zuko
 from torch import nn
 from zuko.transforms import ComposedTransform, MonotonicAffineTransform, MonotonicRQSTransform
 
-from .base import Mechanism, MechanismSpec, SkipMLP, mlp
+from ..errors import ConfigError
+from .base import Mechanism, MechanismSpec, SkipMLP, mlp, positive_int, positive_ints
 
 __all__ = ["ConditionalFlow"]
 
@@ -43,7 +44,7 @@ class ConditionalFlow(Mechanism):
         bins: spline bins.
     """
 
-    exact_abduction = True
+    abduction = "exact"
 
     def __init__(
         self,
@@ -53,11 +54,12 @@ class ConditionalFlow(Mechanism):
         bins: int = 16,
     ) -> None:
         if flow not in _VECTOR_FLOWS:
-            raise ValueError(f"unknown flow {flow!r}; choose one of {sorted(_VECTOR_FLOWS)}")
-        if transforms < 1:
-            raise ValueError(f"transforms must be ≥ 1, got {transforms}")
+            raise ConfigError(f"unknown flow {flow!r}; choose one of {sorted(_VECTOR_FLOWS)}")
         super().__init__(
-            flow=flow, transforms=transforms, hidden_features=list(hidden_features), bins=bins
+            flow=flow,
+            transforms=positive_int("transforms", transforms),
+            hidden_features=positive_ints("hidden_features", hidden_features),
+            bins=positive_int("bins", bins),
         )
 
     @property

@@ -35,8 +35,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import DataError
-from .base import Mechanism, MechanismSpec, mlp
+from ..errors import ConfigError, DataError
+from .base import (
+    Abduction, Likelihood, Mechanism, MechanismSpec, mlp, positive_int, positive_ints,
+)
 
 __all__ = ["ConditionalVAE"]
 
@@ -65,9 +67,9 @@ class ConditionalVAE(Mechanism):
         ...                  mechanisms={"x": ds.mechanisms.ConditionalVAE(latent_dim=16)})
     """
 
-    exact_abduction: ClassVar[bool] = False
+    abduction: ClassVar[Abduction] = "posterior"
     handles: ClassVar[frozenset[str]] = frozenset({"continuous", "image"})
-    log_prob_is_bound: ClassVar[bool] = True
+    likelihood: ClassVar[Likelihood] = "bound"
 
     def __init__(
         self,
@@ -81,15 +83,21 @@ class ConditionalVAE(Mechanism):
         eval_samples: int = 4,
     ) -> None:
         if scale not in ("learned", "constant"):
-            raise DataError(f"ConditionalVAE scale must be 'learned' or 'constant', got {scale!r}")
-        if latent_dim < 1 or beta < 0 or kl_warmup_steps < 0 or not min_scale > 0:
-            raise DataError(
-                "ConditionalVAE needs latent_dim ≥ 1, beta ≥ 0, kl_warmup_steps ≥ 0, min_scale > 0"
+            raise ConfigError(f"ConditionalVAE scale must be 'learned' or 'constant', got {scale!r}")
+        numbers = (beta, kl_warmup_steps, min_scale)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) or (
+            beta < 0 or kl_warmup_steps < 0 or not min_scale > 0
+        ):
+            raise ConfigError(
+                "ConditionalVAE needs beta ≥ 0, kl_warmup_steps ≥ 0 and min_scale > 0, got "
+                f"beta={beta!r}, kl_warmup_steps={kl_warmup_steps!r}, min_scale={min_scale!r}"
             )
         super().__init__(
-            latent_dim=latent_dim, channels=list(channels), hidden=list(hidden), scale=scale,
+            latent_dim=positive_int("latent_dim", latent_dim),
+            channels=positive_ints("channels", channels),
+            hidden=positive_ints("hidden", hidden), scale=scale,
             beta=beta, kl_warmup_steps=kl_warmup_steps, min_scale=min_scale,
-            eval_samples=eval_samples,
+            eval_samples=positive_int("eval_samples", eval_samples),
         )
         self._steps = 0
 

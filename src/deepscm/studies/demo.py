@@ -20,8 +20,6 @@ training data, five example patients and the fitted model (``demo_model/``) to o
 
 from __future__ import annotations
 
-import json
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DeepSCMError
-from .io import to_jsonable
+from ..errors import DeepSCMError
+from .report import environment, with_threads, write_json
 
 __all__ = ["DATA_SEED", "DemoSettings", "run_demo"]
 
@@ -70,25 +68,17 @@ class DemoSettings:
 # =============================================================================== entry point
 def run_demo(settings: DemoSettings | None = None, echo: Callable[[str], Any] = print) -> dict:
     """Fit, query all three rungs, compare with the truth, write the report; returns the numbers."""
-    import torch
-
     s = settings or DemoSettings()
-    previous_threads = torch.get_num_threads()
-    if s.threads:
-        torch.set_num_threads(s.threads)
-    try:
-        return _run(s, echo)
-    finally:
-        torch.set_num_threads(previous_threads)
+    return with_threads(s.threads, lambda: _run(s, echo))
 
 
 def _run(s: DemoSettings, echo: Callable[[str], Any]) -> dict:
     import torch
 
-    from . import __version__
-    from .datasets import load_scm
-    from .graph import CausalGraph
-    from .scm import DeepSCM
+    from .._version import __version__
+    from ..datasets import load_scm
+    from ..graph import CausalGraph
+    from ..scm import DeepSCM
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -138,16 +128,13 @@ def _run(s: DemoSettings, echo: Callable[[str], Any]) -> dict:
     timings["plots"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     results["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
-    results["environment"] = {
-        "deepscm": __version__, "torch": torch.__version__, "python": platform.python_version(),
-        "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
-    }
+    results["environment"] = environment()
 
     for title, table in _tables(results):
         echo(f"\n{title}\n{table}")
     (out / "report.md").write_text(_report(results, _tables(results, escape=True)))
     plot_data = ("samples", "densities", "scatter", "shown")  # kept out of results.json
-    (out / "results.json").write_text(json.dumps(to_jsonable(results, drop=plot_data), indent=2))
+    write_json(out / "results.json", results, drop=plot_data)
     echo(f"\ntotal {timings['total']:.1f} s (fit {timings['fit']:.1f} s, queries "
          f"{timings['queries']:.1f} s, plots {timings['plots']:.1f} s)")
     echo(f"report: {out / 'report.md'}")
@@ -208,7 +195,7 @@ def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _association(scm, gt, seed: int, n: int) -> dict:
-    from .evaluation import wasserstein1
+    from ..evaluation import wasserstein1
 
     model = _numeric(scm.sample(n, seed=seed + 1))
     truth = _numeric(gt.sample(n, seed=DATA_SEED + 2))
@@ -226,8 +213,8 @@ def _association(scm, gt, seed: int, n: int) -> dict:
 
 
 def _intervention(scm, gt, seed: int, n: int) -> dict:
-    from .evaluation import wasserstein1
-    from .interventions import Shift
+    from ..evaluation import wasserstein1
+    from ..interventions import Shift
 
     y = "ventricle_volume"
     model_seed, true_seed = seed + 2, DATA_SEED + 4  # common random numbers across queries
@@ -281,7 +268,7 @@ def _intervention(scm, gt, seed: int, n: int) -> dict:
 
 
 def _counterfactual(scm, gt, units: pd.DataFrame, shown: pd.DataFrame) -> dict:
-    from .interventions import Shift
+    from ..interventions import Shift
 
     targets = ["brain_volume", "ventricle_volume"]
     # five patients under do(age = 80)
@@ -505,9 +492,9 @@ spread.
 
 {t_err}
 
-The model labels each counterfactual column `factual` (unchanged), `point` (a unique value, from
-exact abduction) or `draws` (samples from a counterfactual distribution, where abduction is
-stochastic):
+The model labels each counterfactual column `factual` (unchanged), `exact` (a unique value, from
+exact abduction), `approximate` (deterministic but approximate abduction) or `draws` (samples
+from a counterfactual distribution, where abduction draws from a posterior):
 
 {_kinds_text(r["counterfactual"]["abduction"])}
 
@@ -526,7 +513,7 @@ The model is saved in `demo_model/`:
 def _kinds_text(abduction: Mapping[str, Mapping[str, str]]) -> str:
     lines = []
     for query, kinds in abduction.items():
-        groups = {k: [c for c, v in kinds.items() if v == k] for k in ("factual", "point", "draws")}
+        groups = {k: [c for c, v in kinds.items() if v == k] for k in ("factual", "exact", "approximate", "draws")}
         text = "; ".join(f"{k}: {', '.join(cols)}" for k, cols in groups.items() if cols)
         lines.append(f"- `{query}` — {text}")
     return "\n".join(lines)

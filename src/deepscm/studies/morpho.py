@@ -18,8 +18,6 @@ original / counterfactual images (DSCM Fig. 4).
 
 from __future__ import annotations
 
-import json
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .report import environment, with_threads, write_json
 
 __all__ = ["LEARNED_SCALE_VARIANT", "MODELS", "MorphoSettings", "run_morpho_study"]
 
@@ -78,24 +78,12 @@ class MorphoSettings:
 
 def run_morpho_study(settings: MorphoSettings | None = None, echo: Callable[[str], Any] = print) -> dict:
     """Fit the three models, evaluate them against the true SCM, write JSON, plots and a report."""
-    import torch
-
     s = settings or MorphoSettings()
-    previous = torch.get_num_threads()
-    if s.threads:
-        torch.set_num_threads(s.threads)
-    try:
-        return _run(s, echo)
-    finally:
-        torch.set_num_threads(previous)
+    return with_threads(s.threads, lambda: _run(s, echo))
 
 
 def _run(s: MorphoSettings, echo: Callable[[str], Any]) -> dict:
-    import torch
-
-    from . import __version__
-    from .datasets.morpho import MorphoDigits
-    from .io import to_jsonable
+    from ..datasets.morpho import MorphoDigits
 
     started = time.perf_counter()
     out = Path(s.out)
@@ -109,7 +97,7 @@ def _run(s: MorphoSettings, echo: Callable[[str], Any]) -> dict:
     echo(f"Morpho-digits: {s.n_train} training images from {len(train_scm.digits)} base digits, "
          f"{s.n_test} test images from {len(test_scm.digits)} held-out digits ({data_seconds:.1f} s)")
 
-    from .variables import stack_images
+    from ..variables import stack_images
 
     unchanged = float(np.abs(stack_images(test["x"], "x") - stack_images(true_cf["x"], "x")).mean())
     results: dict[str, Any] = {
@@ -139,22 +127,19 @@ def _run(s: MorphoSettings, echo: Callable[[str], Any]) -> dict:
     results["targets"] = _targets(results["models"])
     _plot_densities(out / f"{s.prefix}_interventions.png", figures["density"], truth_density)
     _plot_counterfactuals(out / f"{s.prefix}_counterfactuals.png", test, true_cf, figures["cf"])
-    results["environment"] = {
-        "deepscm": __version__, "torch": torch.__version__, "python": platform.python_version(),
-        "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
-    }
+    results["environment"] = environment()
     results["seconds"] = round(time.perf_counter() - started, 1)
     table = _table(results)
     echo("\n" + table)
-    (out / f"{s.prefix}.json").write_text(json.dumps(to_jsonable(results), indent=2))
+    write_json(out / f"{s.prefix}.json", results)
     (out / f"{s.prefix}.md").write_text(_report(results, table, s.prefix))
     echo(f"\ntotal {results['seconds']:.0f} s; results in {out / (s.prefix + '.json')}")
     return results
 
 
 def _fit(graph: str, scale: str, train: pd.DataFrame, s: MorphoSettings):
-    from .mechanisms import ConditionalVAE
-    from .scm import DeepSCM
+    from ..mechanisms import ConditionalVAE
+    from ..scm import DeepSCM
 
     vae = ConditionalVAE(latent_dim=s.latent_dim, channels=s.channels, hidden=s.hidden, scale=scale)
     scm = DeepSCM(graph, mechanisms={"x": vae})
@@ -167,9 +152,9 @@ def _fit(graph: str, scale: str, train: pd.DataFrame, s: MorphoSettings):
 def _evaluate(scm, test: pd.DataFrame, true_cf: pd.DataFrame, truth_density, s: MorphoSettings):
     import torch
 
-    from .evaluation import mmd_dcm
-    from .scm import _context
-    from .variables import stack_images
+    from ..evaluation import mmd_dcm
+    from ..scm.engine import context as parent_context, encode
+    from ..variables import stack_images
 
     terms = scm.log_prob(test, per_node=True)
     metrics: dict[str, Any] = {
@@ -181,9 +166,9 @@ def _evaluate(scm, test: pd.DataFrame, true_cf: pd.DataFrame, truth_density, s: 
     # reconstruction: x against μ(z̄, pa) with z̄ the posterior mean, in pixels
     var, mech = scm.schema["x"], scm.mechanisms["x"]
     with torch.no_grad():
-        values = {v.name: v.encode(test, scm.device) for v in scm.schema}
+        values = encode(scm, test)
         x = values["x"]
-        context = _context(scm.graph, scm.schema, "x", values, len(test), scm.device)
+        context = parent_context(scm, "x", values, len(test))
         loc = mech.decode(mech.encode(x, context)[0], context)[0]
     recon = var.decode_array(loc)
     metrics["reconstruction MAE"] = float(np.abs(recon - stack_images(test["x"], "x")).mean())
@@ -280,7 +265,7 @@ def _plot_counterfactuals(path: Path, test: pd.DataFrame, true_cf: pd.DataFrame,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .variables import stack_images
+    from ..variables import stack_images
 
     rows = {"original": stack_images(test["x"].head(8), "x"),
             f"true do(t+{CF_SHIFT:g})": stack_images(true_cf["x"].head(8), "x")}

@@ -1,0 +1,672 @@
+"""DeepSCM: a causal graph with one learned mechanism per node, ``x_i := f_i(pa_i, u_i)``.
+
+The three rungs of Pearl's ladder are compositions of the engine's primitives
+(:mod:`deepscm.scm.engine`; Pawlowski et al. 2020, §2):
+
+- **association** — draw ``u`` from the noise priors and :func:`~.engine.propagate`;
+- **intervention** — propagate through a world whose interventions replace mechanisms;
+- **counterfactual** — :func:`~.engine.abduct` every needed ``u`` from a unit's observed
+  values, then propagate through the intervened world with the factual values kept for every
+  node the intervention does not reach (bit-for-bit).
+
+Several worlds share one draw of the noise (:meth:`DeepSCM.worlds`), which the rung-3
+queries of :mod:`deepscm.scm.queries` (mediation, path-specific effects, ETT, probabilities
+of causation) and the edge-removed models of :meth:`DeepSCM.without_edges` are built on.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import io
+from .._version import __version__
+from ..errors import ConfigError, DataError, DeepSCMError, GraphError, ModelFileError, NotFittedError, UnsupportedGraphError
+from ..graph import CausalGraph, GraphLike
+from ..interventions import Intervention, Set, as_intervention
+from ..mechanisms import registry
+from ..mechanisms.base import Mechanism, MechanismSpec
+from ..training import Term, TrainingHistory, resolve_device, train
+from ..variables import Schema, Variable, VariableSpec, stack_images
+from . import engine
+from .engine import Independent, Noise, World, parent_context
+
+__all__ = ["DeepSCM", "MIN_ROWS"]
+
+#: scalars processed at once per node when sampling, to bound memory.
+_CHUNK = 1 << 16
+#: fewest rows :meth:`DeepSCM.fit` accepts.
+MIN_ROWS = 10
+
+
+class DeepSCM:
+    """A deep structural causal model.
+
+    Args:
+        graph: the causal DAG (a :class:`CausalGraph`, an edge string or a networkx DiGraph).
+        mechanisms: per node a :class:`~deepscm.mechanisms.Mechanism` instance, class or
+            registered name (see ``deepscm.mechanisms.registry.names()``: ``"flow"``,
+            ``"additive"``, ``"vae"``, ``"categorical"``, …); or one such value used for every
+            node of a kind it handles. Unspecified nodes get the registry's default for their
+            kind (a flow when continuous, Gumbel-max when discrete, a VAE when an image).
+            Instances are copied, never mutated.
+        variables: per node a :class:`~deepscm.variables.Variable`, a kind (``"continuous"``,
+            ``"binary"``, ``"categorical"``, ``"image"``) or a list of columns (a continuous
+            vector); everything else is inferred from the data at :meth:`fit`. An image node
+            is one column of equal-shape arrays (``df["x"] = list(images)``).
+
+    Example:
+        >>> scm = DeepSCM("age -> brain; age -> ventricles; brain -> ventricles")
+        >>> scm.fit(df, epochs=50, seed=0)                     # doctest: +SKIP
+        >>> scm.sample(1000, do={"age": lambda a: a + 10})     # doctest: +SKIP
+        >>> scm.counterfactual(df.head(5), do={"age": 70})     # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        graph: GraphLike,
+        mechanisms: Mapping[str, registry.MechanismChoice] | registry.MechanismChoice | None = None,
+        variables: Mapping[str, VariableSpec] | None = None,
+    ) -> None:
+        self.graph = graph if isinstance(graph, CausalGraph) else CausalGraph(graph)
+        if self.graph.has_latent_confounders:
+            pairs = ", ".join(f"{a} <-> {b}" for a, b in self.graph.bidirected_edges)
+            raise UnsupportedGraphError(
+                f"the graph has latent confounders ({pairs}); these mechanisms assume independent "
+                "noise per node and would fit a wrong model. Use deepscm.identification.identify "
+                "to check whether your query is identifiable, or model the confounder explicitly"
+            )
+        if isinstance(mechanisms, Mapping):
+            self.graph.check_nodes(mechanisms.keys(), "mechanisms")
+            for choice in mechanisms.values():
+                registry.make(choice)  # reject unknown names and bad values now
+        elif mechanisms is not None:
+            registry.make(mechanisms)
+        self._mechanism_choice = mechanisms
+        self._variable_overrides = dict(variables or {})
+        self.schema: Schema | None = None
+        self.mechanisms: dict[str, Mechanism] = {}
+        self.history: TrainingHistory | None = None
+        self.fit_info: dict[str, Any] = {}
+        self.device = torch.device("cpu")
+        #: per continuous node, the training range of each column (user units).
+        self.ranges: dict[str, tuple[list[float], list[float]]] = {}
+        self._interventions: dict[str, Any] = {}
+        self._edges: dict[tuple[str, str], Any] = {}
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        data: pd.DataFrame,
+        epochs: int = 300,
+        batch_size: int = 512,
+        lr: float = 5e-3,
+        seed: int = 0,
+        device: str | torch.device = "auto",
+        val_fraction: float = 0.1,
+        patience: int = 20,
+        progress: bool = True,
+    ) -> DeepSCM:
+        """Fit every mechanism to its term of ``log p(x) = Σ_i log p(x_i | pa_i)``.
+
+        The terms are independent, so all nodes train concurrently on shared mini-batches,
+        each through its mechanism's own training step and with early stopping on its
+        held-out validation score (``val_fraction`` of the rows, ``patience`` epochs). A
+        failed fit leaves the model as it was. Returns ``self``.
+        """
+        if self._interventions or self._edges:
+            raise DeepSCMError("fit the base model, not a copy made by do() or without_edges()")
+        if not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1):
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+        if isinstance(data, pd.DataFrame) and len(data) < MIN_ROWS:
+            raise DataError(
+                f"the training data has {len(data)} row(s); a deep SCM needs at least {MIN_ROWS} "
+                "(and a few hundred for useful answers)"
+            )
+        schema = Schema.infer(data, self.graph.nodes, self._variable_overrides)
+        schema.check(data, "training")
+        dev = resolve_device(device)
+        started = time.perf_counter()
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)
+            mechanisms = {n: self._make_mechanism(n, schema) for n in self.graph.nodes}
+            for mech in mechanisms.values():
+                mech.to(dev)
+            values = {v.name: v.encode(data, dev) for v in schema}
+            contexts = {
+                n: parent_context(self.graph, schema, n, values, len(data), dev) for n in self.graph.nodes
+            }
+            generator = torch.Generator(device=dev).manual_seed(seed)
+            rows = torch.randperm(len(data), generator=generator, device=dev)
+            n_val = int(round(val_fraction * len(data)))
+            val_rows, train_rows = rows[:n_val], rows[n_val:]
+            terms = {
+                n: _term(mech, values[n], contexts[n], lr, generator) for n, mech in mechanisms.items()
+            }
+            history = train(
+                terms, train_rows, val_rows if n_val else None, epochs=epochs,
+                batch_size=batch_size, lr=lr, generator=generator, patience=patience,
+                progress=progress, desc="fitting DeepSCM",
+            )
+            for n, mech in mechanisms.items():
+                mech.after_fit(values[n][train_rows], contexts[n][train_rows])
+        self.schema, self.mechanisms, self.history, self.device = schema, mechanisms, history, dev
+        self.ranges = {
+            v.name: (
+                data[v.columns].to_numpy(np.float64).min(axis=0).tolist(),
+                data[v.columns].to_numpy(np.float64).max(axis=0).tolist(),
+            )
+            for v in schema if v.kind == "continuous"
+        }
+        self.fit_info = {
+            "rows": len(data),
+            "epochs_run": history.epochs_run,
+            "seed": seed,
+            "seconds": round(time.perf_counter() - started, 3),
+            # mean held-out log p(x_i | pa_i) (or its bound) per node, in the data's own units
+            "val_log_prob": {
+                n: -min(v) + schema[n].log_jacobian()
+                for n, v in history.val_loss.items()
+                if v and mechanisms[n].likelihood != "none" and mechanisms[n].validation_metric == "nll"
+            },
+            # every node's best held-out score, and what it measures
+            "validation": {
+                n: {"metric": mechanisms[n].validation_metric, "score": min(v)}
+                for n, v in history.val_loss.items() if v
+            },
+        }
+        return self
+
+    def _make_mechanism(self, node: str, schema: Schema) -> Mechanism:
+        var = schema[node]
+        choice = self._mechanism_choice
+        per_node = isinstance(choice, Mapping)
+        if per_node:
+            choice = choice.get(node)
+        kind = "discrete" if var.discrete else "image" if var.is_image else "continuous"
+        mech = registry.make(choice) if choice is not None else None
+        if mech is not None and kind not in mech.handles:
+            if not per_node:
+                mech = None  # a single default choice applies to the kinds it handles
+            else:
+                raise ConfigError(
+                    f"node {node!r} is {var.kind} but {type(mech).__name__} models "
+                    f"{'/'.join(sorted(mech.handles))} nodes; choose another mechanism"
+                )
+        if mech is None:
+            mech = registry.default_for(kind)
+        context_dim = sum(schema[p].context_dim for p in self.graph.parents(node))
+        mech.build(MechanismSpec(var.dim, context_dim, var.n_categories, var.tensor_shape))
+        return mech
+
+    # ------------------------------------------------------------------ worlds
+    def worlds(
+        self,
+        worlds: Mapping[str, World | Mapping[str, Any]],
+        units: pd.DataFrame | None = None,
+        n: int | None = None,
+        n_samples: int = 1,
+        seed: int | None = None,
+    ) -> dict[str, pd.DataFrame]:
+        """Several worlds that share one draw of the noise.
+
+        ``worlds`` maps a name to a :class:`~deepscm.scm.engine.World` (or to a plain
+        ``do=`` mapping). With ``units`` (observed rows) the noise is abducted from them and
+        every world is a counterfactual of those units — frames aligned with ``units`` (or
+        indexed by ``(unit, draw)`` when ``n_samples > 1``); without, ``n`` draws of the
+        noise are taken from the priors. The model's own interventions (from :meth:`do`)
+        and removed edges (from :meth:`without_edges`) apply in every world.
+        """
+        self._require_fitted()
+        built = {name: self._world(w) for name, w in worlds.items()}
+        if units is None:
+            if n is None:
+                raise DataError("give units= (counterfactual worlds) or n= (sampled worlds)")
+            frames = self._sample_worlds(built, _positive("n", n), seed)
+            return frames
+        return self._counterfactual_worlds(built, units, _positive("n_samples", n_samples), seed)
+
+    def _world(self, world: World | Mapping[str, Any] | None) -> World:
+        if world is None:
+            world = World()
+        elif not isinstance(world, World):
+            if not isinstance(world, Mapping):
+                raise DataError(
+                    f"do= must be a mapping from node to value, e.g. do={{'t': 1.0}}; got "
+                    f"{type(world).__name__}"
+                )
+            world = World(do=dict(world))
+        for node in world.do:
+            if node not in self.graph:
+                raise DataError(f"unknown node in do(...): {node!r}; the graph has {self.graph.nodes}")
+        do = {**self._interventions, **{k: v for k, v in world.do.items()}}
+        edges = {**self._edges, **dict(world.edges)}
+        return World(do=do, edges=edges)
+
+    def _sample_worlds(self, worlds: Mapping[str, World], n: int, seed: int | None) -> dict[str, pd.DataFrame]:
+        generator = self._generator(seed)
+        parts: dict[str, list[pd.DataFrame]] = {name: [] for name in worlds}
+        found: dict[str, dict[str, float]] = {}
+        chunk = self._chunk_rows()
+        with torch.no_grad():
+            for start in range(0, n, chunk):
+                size = min(chunk, n - start)
+                noise = engine.sample_noise(self, size, generator, first_unit=start, n_units=n)
+                values = engine.propagate(self, noise, worlds, generator=generator)
+                for name, w in worlds.items():
+                    parts[name].append(engine.decode(self, values[name], w, noise=noise))
+                for name, share in engine.extrapolation(self, worlds, values, factual=False).items():
+                    for node, s in share.items():
+                        found.setdefault(name, {})[node] = max(s, found.get(name, {}).get(node, 0.0))
+        out = {}
+        for name in worlds:
+            frame = pd.concat(parts[name], ignore_index=True) if len(parts[name]) > 1 else parts[name][0]
+            frame.attrs["extrapolated"] = found.get(name, {})
+            out[name] = frame
+        return out
+
+    def _counterfactual_worlds(
+        self, worlds: Mapping[str, World], units: pd.DataFrame, n_samples: int, seed: int | None,
+    ) -> dict[str, pd.DataFrame]:
+        generator = self._generator(seed)
+        with torch.no_grad():
+            factual = engine.encode(self, units, "counterfactual")
+            needs = engine.needed_noise(self, worlds)
+            noise = engine.abduct(self, factual, needs, n_samples, generator)
+            values = engine.propagate(self, noise, worlds, factual, generator)
+            found = engine.extrapolation(self, worlds, values, factual=True)
+        reps = noise.units.cpu().numpy()
+        out = {}
+        for name, world in worlds.items():
+            changed = engine.changed_nodes(self, world)
+            decoded = engine.decode(self, values[name], world, nodes=changed, noise=noise)
+            frame = units.iloc[reps].copy()
+            for col in decoded.columns:
+                frame[col] = decoded[col].to_numpy()
+            if n_samples > 1:
+                frame.index = pd.MultiIndex.from_product(
+                    [units.index, range(n_samples)], names=[units.index.name or "unit", "draw"]
+                )
+            frame.attrs["abduction"] = self._abduction_kinds(changed, noise)
+            frame.attrs["extrapolated"] = found.get(name, {})
+            out[name] = frame
+        return out
+
+    def _abduction_kinds(self, changed: set[str], noise: Noise) -> dict[str, str]:
+        """Per column: ``"factual"`` (unchanged), or the weakest abduction among the noise that
+        went into it — ``"exact"``, ``"approximate"``, or ``"draws"`` (posterior draws)."""
+        rank = {"exact": 0, "approximate": 1, "posterior": 2}
+        label = {0: "exact", 1: "approximate", 2: "draws"}
+        out = {}
+        for var in self.schema:
+            if var.name not in changed:
+                kind = "factual"
+            else:
+                used = self.graph.ancestors(var.name) & changed
+                levels = [rank[noise.kinds[engine.exogenous(u)]] for u in used if engine.exogenous(u) in noise.kinds]
+                kind = label[max(levels, default=0)]
+            out.update({col: kind for col in var.columns})
+        return out
+
+    # ------------------------------------------------------------------ rung 1 and 2
+    def sample(
+        self, n: int, do: Mapping[str, Any] | None = None, seed: int | None = None
+    ) -> pd.DataFrame:
+        """``n`` draws from the observational distribution, or from ``p(· | do(...))``.
+
+        ``result.attrs["extrapolated"]`` lists, per node, the share of rows where an
+        intervention value or a changed parent left the training range (an
+        :class:`~deepscm.ExtrapolationWarning` is issued too)."""
+        self._require_fitted()
+        return self._sample_worlds({"do": self._world(do)}, _positive("n", n), seed)["do"]
+
+    def do(self, **interventions: Any) -> DeepSCM:
+        """A copy of the model with the given interventions built in (model surgery).
+
+        Its :meth:`sample` draws from the interventional distribution and its
+        :meth:`counterfactual` answers "had these interventions happened". The copy shares
+        the fitted mechanisms; the original is unchanged.
+        """
+        self._require_fitted()
+        world = self._world(interventions)
+        for node, spec in interventions.items():
+            item = as_intervention(spec, node)
+            if isinstance(item, Set) and np.ndim(item.value_) == 0:
+                self.schema[node].encode_values(item.value_, 1)  # validate constants now
+        out = copy.copy(self)
+        out._interventions = dict(world.do)
+        return out
+
+    @property
+    def interventions(self) -> dict[str, Intervention]:
+        return {n: as_intervention(v, n) for n, v in self._interventions.items()}
+
+    def ate(
+        self,
+        treatment: str,
+        outcome: str,
+        treated: Any = None,
+        control: Any = None,
+        n: int = 10_000,
+        seed: int | None = 0,
+    ) -> float:
+        """``E[outcome | do(treatment = treated)] − E[outcome | do(treatment = control)]``.
+
+        Both arms share one draw of the noise (common random numbers), which removes most of
+        the Monte-Carlo noise from the difference. A binary outcome is scored as the
+        probability of its second label. Defaults: a binary treatment's own labels (second vs
+        first); 1 vs 0 for a continuous one.
+        """
+        from .queries import contrast, outcome_score
+
+        self._require_fitted()
+        self.graph.check_nodes({treatment, outcome}, "ate")
+        treated, control = contrast(self, treatment, treated, control)
+        frames = self.worlds(
+            {"treated": {treatment: treated}, "control": {treatment: control}}, n=n, seed=seed
+        )
+        score = outcome_score(self, outcome)
+        return float(np.mean(score(frames["treated"])) - np.mean(score(frames["control"])))
+
+    # ------------------------------------------------------------------ rung 3
+    def counterfactual(
+        self,
+        units: pd.DataFrame,
+        do: Mapping[str, Any] | None = None,
+        n_samples: int = 1,
+        seed: int | None = None,
+        average: bool = False,
+    ) -> pd.DataFrame:
+        """Counterfactuals for observed units by abduction → action → prediction.
+
+        Returns a DataFrame aligned with ``units`` (``n_samples == 1``) or indexed by
+        ``(unit, draw)``. Columns of nodes that do not descend from an intervened node are
+        copied from ``units`` unchanged. Intervention values may be constants, one value per
+        unit (an array as long as ``units``) or callables of the natural value.
+        ``result.attrs["abduction"]`` says for each column whether it is ``"factual"``
+        (unchanged), ``"exact"`` (exact abduction: the unique counterfactual),
+        ``"approximate"`` (deterministic approximate abduction, e.g. DDIM inversion) or
+        ``"draws"`` (posterior abduction, e.g. a Gumbel-max node or a VAE's latent ``z``
+        upstream: each row is one draw from the counterfactual distribution).
+        ``average=True`` reduces the ``n_samples`` draws to one row per unit — the
+        Monte-Carlo mean for continuous and image columns (DSCM eq. 6 averaged over ``z``),
+        the most frequent draw for discrete ones — and marks such columns ``"mean"``.
+        """
+        self._require_fitted()
+        world = self._world(do)
+        if not world.do and not world.edges:
+            raise DataError("counterfactual needs an intervention: pass do={'node': value}")
+        n_samples = _positive("n_samples", n_samples)
+        out = self._counterfactual_worlds({"do": world}, units, n_samples, seed)["do"]
+        if not (average and n_samples > 1):
+            return out
+        changed = engine.changed_nodes(self, world)
+        reduced = units.copy()
+        for var in self.schema:
+            if var.name in changed:
+                for col, value in _average_draws(var, out, len(units), n_samples).items():
+                    reduced[col] = value
+        reduced.attrs["abduction"] = {
+            c: ("mean" if k == "draws" else k) for c, k in out.attrs["abduction"].items()
+        }
+        reduced.attrs["extrapolated"] = out.attrs["extrapolated"]
+        return reduced
+
+    # ------------------------------------------------------------------ rung-3 queries
+    def mediation(self, treatment: str, mediator: str | Sequence[str], outcome: str, **kwargs: Any) -> pd.DataFrame:
+        """Total, natural direct/indirect and controlled direct effects; see
+        :func:`deepscm.scm.queries.mediation`."""
+        from .queries import mediation
+
+        return mediation(self, treatment, mediator, outcome, **kwargs)
+
+    def path_effect(self, treatment: str, outcome: str, paths: Iterable[Any], **kwargs: Any) -> pd.DataFrame:
+        """The effect transmitted along the given paths or edges; see
+        :func:`deepscm.scm.queries.path_effect`."""
+        from .queries import path_effect
+
+        return path_effect(self, treatment, outcome, paths, **kwargs)
+
+    def ett(self, treatment: str, outcome: str, **kwargs: Any) -> pd.DataFrame:
+        """The effect of treatment on the treated; see :func:`deepscm.scm.queries.ett`."""
+        from .queries import ett
+
+        return ett(self, treatment, outcome, **kwargs)
+
+    def probabilities_of_causation(self, treatment: str, outcome: str, **kwargs: Any) -> pd.DataFrame:
+        """PN, PS and PNS beside the Tian–Pearl bounds; see
+        :func:`deepscm.scm.queries.probabilities_of_causation`."""
+        from .queries import probabilities_of_causation
+
+        return probabilities_of_causation(self, treatment, outcome, **kwargs)
+
+    def without_edges(
+        self, edges: Iterable[tuple[str, str]], reference: Any = None
+    ) -> DeepSCM:
+        """A counterfactual model in which each child of ``edges`` no longer listens to that
+        parent: it reads ``reference`` through the edge instead — a constant or per-unit
+        values (user units), or, by default, an independent draw of the parent from its
+        observational distribution (DECAF, van Breugel et al. 2021). Every other edge keeps
+        working; the copy shares the fitted mechanisms and samples, intervenes and answers
+        counterfactuals like any model. ``reference`` may also map each edge to its own."""
+        self._require_fitted()
+        edges = [tuple(e) for e in edges]
+        refs = reference if isinstance(reference, Mapping) else {e: reference for e in edges}
+        built = {}
+        for edge in edges:
+            if not (len(edge) == 2 and edge[1] in self.graph and edge[0] in self.graph.parents(edge[1])):
+                raise GraphError(f"{edge!r} is not an edge of the graph {self.graph}")
+            ref = refs.get(edge)
+            built[edge] = Independent() if ref is None else ref
+        out = copy.copy(self)
+        out._edges = {**self._edges, **built}
+        return out
+
+    @property
+    def removed_edges(self) -> dict[tuple[str, str], Any]:
+        """Edges removed by :meth:`without_edges`, with what the child reads instead."""
+        return dict(self._edges)
+
+    # ------------------------------------------------------------------ likelihood
+    def log_prob(
+        self, data: pd.DataFrame, per_node: bool = False, nodes: Iterable[str] | None = None
+    ) -> pd.Series | pd.DataFrame:
+        """``log p(x) = Σ_i log p(x_i | pa_i)`` per row, in the data's own units.
+
+        Continuous densities include the Jacobian of the internal standardisation, so they
+        are densities of the columns as given. ``per_node=True`` returns one column per node;
+        ``nodes`` restricts the sum (or columns) to some nodes. ``result.attrs["likelihood"]``
+        says per node whether its term is ``"exact"`` or a lower ``"bound"`` (a VAE's ELBO);
+        ``attrs["lower_bound"]`` lists the bound nodes. A node whose mechanism has no
+        likelihood (``"none"``: diffusion, adversarial) is refused with a :class:`DataError`
+        — leave it out with ``nodes=``.
+        """
+        self._require_fitted()
+        if self._interventions or self._edges:
+            raise DeepSCMError("log_prob is defined for the observational model; call it on the base model")
+        chosen = list(self.graph.nodes) if nodes is None else list(nodes)
+        self.graph.check_nodes(chosen, "log_prob")
+        missing = [n for n in chosen if self.mechanisms[n].likelihood == "none"]
+        if missing:
+            names = {n: type(self.mechanisms[n]).__name__ for n in missing}
+            raise DataError(
+                f"node(s) {names} have no tractable likelihood; pass nodes= without them, e.g. "
+                f"nodes={[n for n in chosen if n not in missing]}"
+            )
+        with torch.no_grad():
+            values = engine.encode(self, data, "log_prob")
+            terms = {
+                n: (
+                    self.mechanisms[n].log_prob(values[n], engine.context(self, n, values, len(data)))
+                    + self.schema[n].log_jacobian()
+                ).cpu().numpy()
+                for n in self.graph.nodes if n in chosen
+            }
+        frame = pd.DataFrame(terms, index=data.index)
+        result = frame if per_node else frame.sum(axis=1).rename("log_prob")
+        result.attrs["likelihood"] = {n: self.mechanisms[n].likelihood for n in terms}
+        result.attrs["lower_bound"] = [n for n in terms if self.mechanisms[n].likelihood == "bound"]
+        return result
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the model to directory ``path`` (safetensors weights + checksummed JSON).
+
+        Only the model's own two files are written; the commit is atomic, so a failure
+        part-way leaves any model already at ``path`` intact, and other files there are kept.
+        """
+        self._require_fitted()
+        if self._interventions or self._edges:
+            raise DeepSCMError("save the base model, not a copy made by do() or without_edges()")
+        tensors = {
+            f"{node}/{key}": value
+            for node, mech in self.mechanisms.items()
+            for key, value in mech.state_dict().items()
+        }
+        meta = {
+            "deepscm_version": __version__,
+            "graph": str(self.graph),
+            "nodes": self.graph.nodes,
+            "schema": self.schema.to_list(),
+            "mechanisms": {n: m.config() for n, m in self.mechanisms.items()},
+            "ranges": self.ranges,
+            "fit": self.fit_info,
+        }
+        return io.write_bundle(path, tensors, meta)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> DeepSCM:
+        """Load a model written by :meth:`save`; never executes code from the file. Every
+        field is checked against the weights; anything inconsistent is a
+        :class:`ModelFileError`."""
+        tensors, meta = io.read_bundle(path)
+        try:
+            graph = CausalGraph(meta["graph"], nodes=meta["nodes"])
+            schema = Schema.from_list(meta["schema"])
+            if [v.name for v in schema] != graph.nodes:
+                raise ValueError("the schema's nodes differ from the graph's")
+            scm = cls(graph)
+            scm.schema = schema
+            scm.mechanisms = {
+                n: _rebuild_mechanism(n, meta["mechanisms"][n], tensors, graph, schema) for n in graph.nodes
+            }
+            scm.ranges = {n: (list(lo), list(hi)) for n, (lo, hi) in meta.get("ranges", {}).items()}
+            scm.fit_info = meta.get("fit", {})
+        except ModelFileError:
+            raise
+        except (DeepSCMError, KeyError, TypeError, ValueError, IndexError) as err:
+            raise ModelFileError(f"{path} is inconsistent: {type(err).__name__}: {err}") from None
+        return scm.to(device)
+
+    def to(self, device: str | torch.device) -> DeepSCM:
+        """Move the fitted mechanisms to ``device`` (``"auto"`` picks a GPU when present)."""
+        self.device = resolve_device(device)
+        for mech in self.mechanisms.values():
+            mech.to(self.device)
+        return self
+
+    # ------------------------------------------------------------------ internals
+    def _chunk_rows(self) -> int:
+        """Rows per sampling chunk: about ``_CHUNK`` scalars per node, fewer rows for images."""
+        widest = max((v.dim for v in self.schema), default=1)
+        return max(64, min(_CHUNK, (_CHUNK * 16) // widest))
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.schema is not None
+
+    def _require_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError("this DeepSCM is not fitted yet: call scm.fit(df) first")
+
+    def _generator(self, seed: int | None) -> torch.Generator:
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2**63))
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ConfigError(f"seed must be an integer or None, got {seed!r}")
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+    def __repr__(self) -> str:
+        if not self.is_fitted:
+            return f"DeepSCM({str(self.graph)!r}, not fitted)"
+        nodes = ", ".join(
+            f"{n}: {self.schema[n].kind} ~ {type(self.mechanisms[n]).__name__}" for n in self.graph.nodes
+        )
+        extra = f", do={sorted(self._interventions)}" if self._interventions else ""
+        if self._edges:
+            extra += f", without_edges={sorted(self._edges)}"
+        return f"DeepSCM({str(self.graph)!r}, fitted, {{{nodes}}}{extra})"
+
+
+def _term(mech: Mechanism, x: torch.Tensor, ctx: torch.Tensor, lr: float, generator: torch.Generator) -> Term:
+    """The training term of one node: the shared NLL step, or the mechanism's own step."""
+    score = lambda r: mech.validation_score(x[r], ctx[r])  # noqa: E731
+    if mech.uses_default_step:
+        return Term(mech, score=score, loss=lambda r: mech.loss(x[r], ctx[r]))
+    optimizers = mech.configure_optimizers(lr)
+    return Term(mech, score=score, step=lambda r: mech.training_step(x[r], ctx[r], optimizers, generator))
+
+
+def _rebuild_mechanism(
+    node: str, config: dict[str, Any], tensors: Mapping[str, torch.Tensor], graph: CausalGraph,
+    schema: Schema,
+) -> Mechanism:
+    cls = registry.REGISTRY.get(config["type"])
+    if cls is None:
+        raise ModelFileError(
+            f"node {node!r} uses mechanism {config['type']!r}, which this deepscm does not know; "
+            f"known: {sorted(registry.REGISTRY)}"
+        )
+    var = schema[node]
+    spec = MechanismSpec(**config["spec"])
+    expected = MechanismSpec(
+        var.dim, sum(schema[p].context_dim for p in graph.parents(node)), var.n_categories,
+        var.tensor_shape,
+    )
+    if spec != expected:
+        raise ModelFileError(
+            f"node {node!r}: the mechanism's shape {spec} does not match the graph and schema "
+            f"({expected}); the file was edited or is damaged"
+        )
+    mech = cls(**config["hparams"])
+    mech.build(spec)
+    mech.load_extra_config(config.get("state", {}))
+    prefix = f"{node}/"
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    try:
+        mech.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ModelFileError(f"weights of node {node!r} do not match its mechanism: {err}") from None
+    mech.eval()
+    return mech
+
+
+def _average_draws(var: Variable, decoded: pd.DataFrame, n_units: int, n_draws: int) -> dict[str, Any]:
+    """Reduce unit-major draws ``(unit, draw)`` of one node to one value per unit."""
+    if var.is_image:
+        pixels = stack_images(decoded[var.columns[0]], var.name)
+        mean = pixels.reshape(n_units, n_draws, *pixels.shape[1:]).mean(axis=1)
+        cells = np.empty(n_units, dtype=object)
+        cells[:] = list(mean)
+        return {var.columns[0]: cells}
+    if var.discrete:
+        col = var.columns[0]
+        unit = np.repeat(np.arange(n_units), n_draws)
+        return {col: decoded[col].reset_index(drop=True).groupby(unit).agg(lambda s: s.mode().iloc[0]).to_numpy()}
+    return {
+        col: decoded[col].to_numpy(dtype=np.float64).reshape(n_units, n_draws).mean(axis=1)
+        for col in var.columns
+    }
+
+
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise DataError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
