@@ -70,6 +70,13 @@ def test_help_works_for_every_command(command):
     assert "Usage:" in result.stdout
 
 
+def test_bare_deepscm_prints_the_normal_help():
+    result = run()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Usage: ") and "\nCommands:\n" in result.stdout
+    assert "error:" not in result.output
+
+
 def test_version():
     result = run("--version")
     assert result.exit_code == 0 and __version__ in result.stdout
@@ -127,7 +134,7 @@ def test_counterfactual_recomputes_descendants(files):
     units, cf = read(files["units"]), read(result.stdout)
     assert (cf["x1"] == 5).all()
     assert not np.allclose(cf["x2"], units["x2"])
-    assert "point: x1, x2" in result.stderr
+    assert "exact: x1, x2" in result.stderr
 
 
 def test_counterfactual_with_several_draws_has_unit_and_draw_columns(files):
@@ -147,11 +154,59 @@ def test_graph_file_with_comments_and_additive_mechanism(files, tmp_path):
     assert "AdditiveNoise" in result.stdout
 
 
+def test_graph_file_with_quoted_names_keeps_a_quoted_hash(tmp_path):
+    from deepscm.cli import _read_graph
+    from deepscm.graph import CausalGraph
+
+    path = tmp_path / "graph.txt"
+    path.write_text('"blood pressure" -> "y #2"  # the outcome\nx-1 -> y  # a dash\n')
+    graph = CausalGraph(_read_graph(None, str(path)))
+    assert graph.directed_edges == [("blood pressure", "y #2"), ("x-1", "y")]
+
+
 # --------------------------------------------------------------------------- one-line errors
 def test_cyclic_graph(files, tmp_path):
     result = run("fit", "--graph", "x1 -> x2; x2 -> x1", "--data", files["data"],
                  "--out", tmp_path / "m", "--no-progress")
     assert_one_line_error(result, "cycle")
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_unwritable_out_is_refused_before_training(files, tmp_path, where):
+    blocker = tmp_path / "occupied"
+    blocker.write_text("not a directory")
+    out = blocker if where == "file" else blocker / "model"
+    result = run("fit", "--graph", GRAPH, "--data", files["data"], "--out", out, "--no-progress")
+    assert_one_line_error(result, str(out), "not a directory")
+    assert "fitted" not in result.stdout and "bug" not in result.stderr
+    assert blocker.read_text() == "not a directory"
+    # checked first: before the data is even read, so long before any training
+    late = run("fit", "--graph", GRAPH, "--data", tmp_path / "absent.csv", "--out", out)
+    assert_one_line_error(late, str(out))
+    assert "absent.csv" not in late.stderr
+
+
+def test_bool_nodes_take_0_and_1_and_integer_nodes_refuse_true(tmp_path):
+    from deepscm.cli import CLIError, parse_interventions
+    from deepscm.variables import Schema
+
+    schema = Schema.infer(pd.DataFrame({"t": [True, False] * 5, "g": [0, 1] * 5}), ["t", "g"])
+    assert parse_interventions(schema, ["t=1"])[0] == {"t": True}
+    assert parse_interventions(schema, ["t=0", "g=1"])[0] == {"t": False, "g": 1}
+    with pytest.raises(CLIError, match=r"no category 'True'; its categories are \[0, 1\]"):
+        parse_interventions(schema, ["g=True"])
+
+
+def test_do_names_a_node_with_spaces_plainly_or_quoted():
+    from deepscm.cli import parse_interventions
+    from deepscm.variables import Schema
+
+    frame = pd.DataFrame({"blood pressure": np.linspace(90, 150, 20), "a=b": [0, 1] * 10})
+    schema = Schema.infer(frame, list(frame.columns))
+    out, texts = parse_interventions(schema, ["blood pressure=120", "'a=b'=1"])
+    assert out == {"blood pressure": 120.0, "a=b": 1}
+    _, texts = parse_interventions(schema, ['"blood pressure"="blood pressure"+5'])
+    assert texts == ["blood pressure := blood pressure + 5"]
 
 
 def test_unknown_node_in_do(files):

@@ -26,11 +26,44 @@ def test_cycle_is_rejected_and_shown():
 @pytest.mark.parametrize(
     "spec, fragment",
     [("a -> a", "self-loop"), ("a <-> a", "self-loop"), ("a => b", "'a => b'"), ("a -> ", "'a ->'"),
-     ("a -> 3b", "'3b'")],
+     ('a -> "b', "close the quote"), ("blood pressure -> y", "'blood' and 'pressure'"),
+     ("x; -> y", "'-> y'")],
 )
 def test_malformed_specs_name_the_fragment(spec, fragment):
     with pytest.raises(GraphError, match=fragment):
         CausalGraph(spec)
+
+
+def test_names_with_spaces_dashes_and_digits():
+    g = CausalGraph('"blood pressure" -> y; x-1 -> y; 3b -> y; \'a;b\' <-> y')
+    assert g.directed_edges == [("3b", "y"), ("blood pressure", "y"), ("x-1", "y")]
+    assert g.bidirected_edges == [("a;b", "y")]
+    assert str(g) == '3b -> y; "blood pressure" -> y; x-1 -> y; "a;b" <-> y'
+    assert CausalGraph(str(g)) == g
+    assert CausalGraph("x-1->y").directed_edges == [("x-1", "y")]  # '->' still splits
+    with pytest.raises(GraphError, match=r"cycle: blood pressure -> y -> blood pressure"):
+        CausalGraph('"blood pressure" -> y -> "blood pressure"')
+
+
+def test_networkx_names_any_string_but_refuses_integer_labels():
+    g = CausalGraph(nx.DiGraph([("blood pressure", "heart-rate"), ("heart-rate", "y")]))
+    assert g.nodes == ["blood pressure", "heart-rate", "y"]
+    assert CausalGraph(str(g)) == g
+    with pytest.raises(GraphError, match=r"node 1 has type int.*nx\.relabel_nodes\(G, str\)"):
+        CausalGraph(nx.DiGraph([(1, 2)]))
+    with pytest.raises(GraphError, match="must not be empty"):
+        CausalGraph("a -> b", nodes=[" "])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=8).filter(str.strip), min_size=2, max_size=5, unique=True),
+       st.data())
+def test_str_of_a_graph_parses_back_for_any_names(names, data):
+    edges = [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if data.draw(st.booleans())]
+    dag = nx.DiGraph(edges)
+    dag.add_nodes_from(names)
+    g = CausalGraph(dag)
+    assert CausalGraph(str(g)) == g
 
 
 def test_unknown_node_in_query_is_named():

@@ -8,9 +8,12 @@ file, a data column the graph does not know, an unparsable ``--do`` — ends wit
 Interventions on the command line (``--do``, repeatable; no ``eval`` anywhere):
 
 - ``--do "t=2"``: a hard intervention ``do(t := 2)``; for a discrete node the value is one of its
-  category labels (``--do "sex=male"``, ``--do "treated=1"``);
+  category labels (``--do "sex=male"``, ``--do "treated=1"``; a True/False node also takes
+  ``true``/``false`` in any case and ``1``/``0``);
 - ``--do "t=t+1"`` (also ``t-1``, ``t*1.5``, ``t/2``): a shift of the node's natural value,
   ``t := f(pa, u) + 1`` (continuous nodes only); ``--shift "t=+1"`` is the same as ``t=t+1``.
+- a node name with spaces is written as is (``--do "blood pressure=120"``) or quoted, which it
+  must be when it holds ``=`` (``--do '"a=b"=1'``).
 
 Adding a command: write a function decorated with ``@main.command()`` in the "commands"
 section below; raise :class:`CLIError` (or let a :class:`~deepscm.errors.DeepSCMError`
@@ -64,8 +67,8 @@ def _fail(message: object, code: int = EXIT_BAD_INPUT) -> None:
 class _Group(click.Group):
     """A click group whose every failure is one line on stderr.
 
-    Click's usage errors, :class:`CLIError` and the library's :class:`DeepSCMError` exit with
-    status 2; an unexpected exception (a bug) exits with status 1 and a one-line summary, or
+    A bare ``deepscm`` prints the help (exit status 0). Click's usage errors, :class:`CLIError`
+    and the library's :class:`DeepSCMError` exit with status 2; an unexpected exception (a bug) exits with status 1 and a one-line summary, or
     re-raises with its traceback when the environment variable ``DEEPSCM_DEBUG`` is set.
     """
 
@@ -74,6 +77,9 @@ class _Group(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as err:  # bare `deepscm`: the normal help
+            click.echo(err.ctx.get_help())
+            sys.exit(0)
         except click.UsageError as err:
             hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
             _fail(f"{err.format_message()}{hint}", err.exit_code)
@@ -147,6 +153,26 @@ def _write_csv(frame, out: str | None, index: bool = False) -> None:
         raise CLIError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
 
 
+def _check_out_dir(out: str) -> None:
+    """Raise :class:`CLIError` unless ``out`` is a writable directory or can be created as one.
+
+    Creates nothing, so a fit that fails on its data leaves no empty directory behind.
+    """
+    path = Path(out)
+    real = Path(os.path.abspath(path))
+    shown = repr(str(path)) + (f" ({str(real)!r})" if str(real) != str(path) else "")
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"--out {shown} is a file, not a directory; give a directory for the model")
+    parent = real
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CLIError(f"cannot create --out {shown}: {str(parent)!r} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        what = "write to" if parent == real else f"create {str(real)!r} in"
+        raise CLIError(f"cannot save the model to --out {shown}: no permission to {what} {str(parent)!r}")
+
+
 def _read_graph(graph: str | None, graph_file: str | None) -> str:
     if (graph is None) == (graph_file is None):
         raise CLIError("give the causal graph with exactly one of --graph or --graph-file")
@@ -158,8 +184,11 @@ def _read_graph(graph: str | None, graph_file: str | None) -> str:
         raise CLIError(f"graph file {graph_file!r} does not exist") from None
     except (OSError, UnicodeDecodeError) as err:
         raise CLIError(f"cannot read graph file {graph_file!r}: {err}") from None
-    # '#' starts a comment; statements are separated by newlines or ';'
-    return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    # '#' outside quotes starts a comment; statements are separated by newlines or ';'
+    return "\n".join(_COMMENT_RE.sub(lambda m: m.group(1) or "", line) for line in text.splitlines())
+
+
+_COMMENT_RE = re.compile(r"""#.*$|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
 
 
 def _load_model(path: str, device: str = "cpu"):
@@ -193,7 +222,11 @@ def _device(device: str):
 
 # =============================================================================== interventions
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_ASSIGN_RE = re.compile(r"^\s*([^=\s]+)\s*=\s*(.*?)\s*$")
+# NODE=VALUE; NODE may be quoted ("blood pressure"=120) and then hold '=' itself
+_ASSIGN_RE = re.compile(
+    r"""^\s*(?:"(?P<dq>(?:[^"\\]|\\.)*)"|'(?P<sq>(?:[^'\\]|\\.)*)'|(?P<bare>[^=]*?))\s*=\s*(?P<rhs>.*?)\s*$""",
+    re.DOTALL,
+)
 _OPS: dict[str, Callable[[Any, float], Any]] = {
     "+": operator.add,
     "-": operator.sub,
@@ -228,9 +261,13 @@ def parse_interventions(
 
 def _split(spec: str, flag: str, schema) -> tuple[str, str]:
     match = _ASSIGN_RE.match(spec)
-    if not match or not match.group(2):
+    node = None
+    if match is not None:
+        quoted = match["dq"] if match["dq"] is not None else match["sq"]
+        node = match["bare"] if quoted is None else re.sub(r"\\(.)", r"\1", quoted)
+    if not node or not match["rhs"]:
         raise CLIError(f"cannot parse {flag} {spec!r}: write NODE=VALUE, e.g. {flag} \"t=2\"")
-    node, rhs = match.groups()
+    rhs = match["rhs"]
     names = list(schema.variables)
     if node not in schema.variables:
         raise CLIError(f"{flag} {spec!r} names unknown node {node!r}; the model's nodes are {names}")
@@ -242,7 +279,8 @@ def _parse_do(schema, spec: str) -> _ParsedDo:
 
     node, rhs = _split(spec, "--do", schema)
     var = schema[node]
-    shift = re.fullmatch(rf"{re.escape(node)}\s*([-+*/])\s*({_NUMBER})", rhs)
+    name = re.escape(node)
+    shift = re.fullmatch(rf"(?:{name}|\"{name}\"|'{name}')\s*([-+*/])\s*({_NUMBER})", rhs)
     if shift:
         op, number = shift.group(1), float(shift.group(2))
         if var.discrete:
@@ -299,6 +337,8 @@ def _match_category(var, text: str, spec: str) -> Any:
     for cat in cats:  # booleans read from CSV as True/False; accept any case
         if isinstance(cat, bool) and str(cat).lower() == text.lower():
             return cat
+    if cats and all(isinstance(c, bool) for c in cats) and number in (0.0, 1.0):
+        return bool(number)  # a bool node takes 0/1, like the Python API
     raise CLIError(f"--do {spec!r}: {var.name!r} has no category {text!r}; its categories are {cats}")
 
 
@@ -354,7 +394,9 @@ def main() -> None:
 
 
 @main.command(context_settings=_CONTEXT)
-@click.option("--graph", "graph", metavar="EDGES", help="Causal graph, e.g. 'a -> b; b -> c; a -> c'.")
+@click.option("--graph", "graph", metavar="EDGES",
+              help="Causal graph, e.g. 'a -> b; b -> c; a -> c'; quote names with spaces: "
+              "'\"blood pressure\" -> y'.")
 @click.option("--graph-file", "graph_file", metavar="FILE",
               help="File holding the graph (one edge statement per line; '#' comments).")
 @click.option("--data", "data", required=True, metavar="CSV", help="Training data; one column per node.")
@@ -392,6 +434,7 @@ def fit(graph, graph_file, data, out, epochs, batch_size, lr, seed, val_fraction
     from .scm import DeepSCM
 
     started = time.perf_counter()
+    _check_out_dir(out)
     cgraph = CausalGraph(_read_graph(graph, graph_file))
     both = set(categorical) & set(continuous)
     if both:
@@ -496,7 +539,7 @@ def counterfactual(model, data, do, shift, n_samples, seed, out, device) -> None
         result = result.reset_index()
         result = result.rename(columns={result.columns[0]: "unit"})
     _write_csv(result, out)
-    groups = {k: [c for c, v in kinds.items() if v == k] for k in ("factual", "point", "draws")}
+    groups = {k: [c for c, v in kinds.items() if v == k] for k in ("factual", "exact", "approximate", "draws")}
     note = "; ".join(f"{k}: {', '.join(cols)}" for k, cols in groups.items() if cols)
     where = f" to {out}" if out not in (None, "-") else ""
     click.echo(f"wrote counterfactuals of {len(units)} unit(s) under {_describe(texts)}{where} ({note})",
@@ -537,7 +580,7 @@ def demo(example, out, rows, epochs, seed, eval_samples, source, threads, progre
     quick look.
     """
     if example == "morpho":
-        from .morpho_study import MorphoSettings, run_morpho_study
+        from .studies.morpho import MorphoSettings, run_morpho_study
 
         defaults = MorphoSettings()
         run_morpho_study(
@@ -547,7 +590,7 @@ def demo(example, out, rows, epochs, seed, eval_samples, source, threads, progre
             echo=click.echo,
         )
         return
-    from .demo import DemoSettings, run_demo
+    from .studies.demo import DemoSettings, run_demo
 
     run_demo(DemoSettings(out=Path(out or "deepscm-demo"), rows=rows or 5000, epochs=epochs or 300,
                          seed=seed, progress=progress, eval_samples=eval_samples, threads=threads or 1),

@@ -4,6 +4,15 @@ A :class:`CausalGraph` is an acyclic directed mixed graph (ADMG). Its directed p
 DAG; a bidirected edge ``a <-> b`` stands for an unobserved common cause of ``a`` and ``b``.
 The graph is immutable: every operation that changes it returns a new graph.
 
+Node names are any non-empty strings (the DataFrame's column names). In the edge-string syntax
+a bare name is a run of characters other than whitespace, ``;``, quotes, ``<`` and ``>``, and
+it may hold dashes that do not start an arrow (``x-1 -> y``); quote any other name with double
+or single quotes, ``"blood pressure" -> y`` (``\\"`` and ``\\\\`` escape inside quotes).
+``str(graph)`` quotes the names that need it, so it parses back to the same graph. Node
+labels that are not strings (e.g. integers in a networkx graph) are refused with a
+:class:`GraphError`: relabel them with ``nx.relabel_nodes(G, str)`` and name the data's
+columns alike.
+
 Example:
     >>> g = CausalGraph("z -> x; x -> m; m -> y; x <-> y")
     >>> g.parents("y")
@@ -25,9 +34,13 @@ from .errors import GraphError
 
 __all__ = ["CausalGraph", "GraphLike"]
 
-_NAME = r"[A-Za-z_][A-Za-z0-9_.]*"
-_NAME_RE = re.compile(rf"^{_NAME}$")
-_ARROW_RE = re.compile(r"\s*(<->|->|<-)\s*")
+_BARE = r"(?:(?!->)[^\s;\"'<>])+"
+_BARE_RE = re.compile(_BARE)
+_TOKEN_RE = re.compile(
+    rf"""[^\S\n]*(?:(?P<sep>[;\n])|(?P<arrow><->|->|<-)|"(?P<dq>(?:[^"\\]|\\.)*)"|'(?P<sq>(?:[^'\\]|\\.)*)'|(?P<bare>{_BARE}))""",
+    re.DOTALL,
+)
+_UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 
 GraphLike = Union["CausalGraph", str, nx.DiGraph]
 Nodes = Union[str, Iterable[str]]
@@ -95,20 +108,20 @@ class CausalGraph:
                 f"expected a networkx.DiGraph, got {type(graph).__name__}; an undirected graph "
                 "has no causal direction"
             )
-        bi = [tuple(map(str, e)) for e in bidirected]
-        bi += [tuple(map(str, e)) for e in graph.graph.get("bidirected", ())]
+        bi = [tuple(_checked_names(e)) for e in bidirected]
+        bi += [tuple(_checked_names(e)) for e in graph.graph.get("bidirected", ())]
         directed = []
         for a, b, attrs in graph.edges(data=True):
             if attrs.get("bidirected", False):
-                bi.append((str(a), str(b)))
+                bi.append((a, b))
             else:
-                directed.append((str(a), str(b)))
+                directed.append((a, b))
         for a, b in bi:
             if a == b:
                 raise GraphError(f"self-loop '{a} <-> {a}': a bidirected edge needs two nodes")
         g = cls.__new__(cls)
         g._dag = nx.DiGraph()
-        g._dag.add_nodes_from(_checked_names(str(n) for n in graph.nodes))
+        g._dag.add_nodes_from(_checked_names(graph.nodes))
         g._dag.add_edges_from(directed)
         g._bidirected = frozenset(frozenset(e) for e in bi)
         for a, b in bi:
@@ -175,10 +188,10 @@ class CausalGraph:
         return hash((frozenset(self._order), frozenset(self._dag.edges), self._bidirected))
 
     def __str__(self) -> str:
-        parts = [f"{a} -> {b}" for a, b in self.directed_edges]
-        parts += [f"{a} <-> {b}" for a, b in self.bidirected_edges]
+        parts = [f"{_quote(a)} -> {_quote(b)}" for a, b in self.directed_edges]
+        parts += [f"{_quote(a)} <-> {_quote(b)}" for a, b in self.bidirected_edges]
         touched = {n for e in self.directed_edges + self.bidirected_edges for n in e}
-        parts += [n for n in self._order if n not in touched]
+        parts += [_quote(n) for n in self._order if n not in touched]
         return "; ".join(parts)
 
     def __repr__(self) -> str:
@@ -293,6 +306,8 @@ class CausalGraph:
         dag = self._dag.copy()
         for a, b in self.bidirected_edges:
             u = f"U[{a},{b}]"
+            while u in dag:  # never merge with an observed node of that name
+                u = f"_{u}"
             dag.add_edges_from([(u, a), (u, b)])
         return dag
 
@@ -389,34 +404,85 @@ class CausalGraph:
 
 
 # ---------------------------------------------------------------------- parsing
-def _checked_names(names: Iterable[str]) -> list[str]:
+_SYNTAX = "write edges as 'a -> b', 'a <- b' or 'a <-> b', separated by ';'"
+
+
+def _checked_names(names: Iterable[object]) -> list[str]:
     out = []
     for n in names:
-        if not _NAME_RE.match(n):
+        if not isinstance(n, str):
             raise GraphError(
-                f"invalid node name {n!r}: use letters, digits, '_' or '.', starting with a "
-                "letter or '_'"
+                f"node {n!r} has type {type(n).__name__}; node names must be strings (the data's "
+                "column names): relabel a networkx graph with nx.relabel_nodes(G, str) and the "
+                "columns with df.columns = df.columns.astype(str)"
             )
+        if not n.strip():
+            raise GraphError(f"invalid node name {n!r}: a node name must not be empty")
         out.append(n)
     return out
+
+
+def _quote(name: str) -> str:
+    """``name`` as the edge-string syntax writes it: bare when it can be, else double-quoted."""
+    if _BARE_RE.fullmatch(name):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _tokens(spec: str) -> list[tuple[list[tuple[str, str]], str]]:
+    """Split ``spec`` into statements: ``([(kind, text), ...], fragment)`` per statement."""
+    statements: list[tuple[list[tuple[str, str]], str]] = []
+    tokens: list[tuple[str, str]] = []
+    start = pos = 0
+    while pos < len(spec):
+        match = _TOKEN_RE.match(spec, pos)
+        if match is None or match.end() == pos:
+            if not spec[pos:].strip():
+                break
+            end = min((i for i in (spec.find(";", pos), spec.find("\n", pos)) if i >= 0), default=len(spec))
+            fragment = spec[start:end].strip()
+            bad = spec[pos:].lstrip()[:1]
+            hint = "close the quote" if bad in "\"'" else "quote a name that holds it"
+            raise GraphError(
+                f"malformed edge {fragment!r}: unexpected {bad!r} ({hint}, e.g. \"blood "
+                f"pressure\" -> y); {_SYNTAX}"
+            )
+        pos = match.end()
+        if match["sep"] is not None:
+            statements.append((tokens, spec[start:match.start("sep")].strip()))
+            tokens, start = [], pos
+        elif match["arrow"] is not None:
+            tokens.append(("arrow", match["arrow"]))
+        else:
+            quoted = match["dq"] if match["dq"] is not None else match["sq"]
+            if quoted is not None:
+                tokens.append(("name", _UNESCAPE_RE.sub(r"\1", quoted)))
+            else:
+                tokens.append(("name", match["bare"]))
+    statements.append((tokens, spec[start:].strip()))
+    return [(t, f) for t, f in statements if t]
 
 
 def _parse(spec: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[str]]:
     directed: list[tuple[str, str]] = []
     bidirected: list[tuple[str, str]] = []
     nodes: list[str] = []
-    for statement in re.split(r"[;\n]", spec):
-        fragment = statement.strip()
-        if not fragment:
-            continue
-        tokens = _ARROW_RE.split(fragment)
-        names, arrows = tokens[0::2], tokens[1::2]
-        for name in names:
-            if not _NAME_RE.match(name):
-                raise GraphError(
-                    f"malformed edge {fragment!r}: {name!r} is not a node name; write edges as "
-                    "'a -> b', 'a <- b' or 'a <-> b', separated by ';'"
+    for tokens, fragment in _tokens(spec):
+        kinds = [kind for kind, _ in tokens]
+        expected = ["name", "arrow"] * (len(tokens) // 2) + ["name"]
+        if kinds != expected:
+            at = next((i for i, (k, e) in enumerate(zip(kinds, expected)) if k != e), len(kinds))
+            if at < len(kinds) and kinds[at] == "name":
+                problem = (
+                    f"{tokens[at - 1][1]!r} and {tokens[at][1]!r} are two names without an arrow "
+                    "between them (quote a name with spaces: \"blood pressure\" -> y)"
                 )
+            else:
+                problem = "an arrow needs a node name on both sides"
+            raise GraphError(f"malformed edge {fragment!r}: {problem}; {_SYNTAX}")
+        names = [text for _, text in tokens[0::2]]
+        arrows = [text for _, text in tokens[1::2]]
+        _checked_names(names)
         nodes.extend(names)
         for (a, b), arrow in zip(itertools.pairwise(names), arrows):
             if a == b:
