@@ -172,7 +172,7 @@ class DeepSCM:
             "seconds": round(time.perf_counter() - started, 3),
             # mean held-out log p(x_i | pa_i) (or its bound) per node, in the data's own units
             "val_log_prob": {
-                n: -min(v) + schema[n].log_jacobian()
+                n: -min(v) + float(schema[n].log_jacobian_rows(values[n][val_rows]).mean())
                 for n, v in history.val_loss.items()
                 if v and mechanisms[n].likelihood != "none" and mechanisms[n].validation_metric == "nll"
             },
@@ -505,7 +505,7 @@ class DeepSCM:
             terms = {
                 n: (
                     self.mechanisms[n].log_prob(values[n], engine.context(self, n, values, len(data)))
-                    + self.schema[n].log_jacobian()
+                    + self.schema[n].log_jacobian_rows(values[n])
                 ).cpu().numpy()
                 for n in self.graph.nodes if n in chosen
             }
