@@ -319,11 +319,12 @@ def extrapolation(
             if node not in model.ranges or node not in values[name]:
                 continue
             share = _outside_share(model, node, values[name][node])
-            threshold = 0.0 if node in world.do else _PROPAGATED_SHARE
+            set_here = node in world.do and not isinstance(world.do[node], FromWorld)
+            threshold = 0.0 if set_here else _PROPAGATED_SHARE
             if share > threshold:
                 found.setdefault(name, {})[node] = share
                 low, high = model.ranges[node]
-                what = "is set to" if node in world.do else "reaches"
+                what = "is set to" if set_here else "reaches"
                 messages.append(
                     f"{node!r} {what} values outside its training range "
                     f"[{', '.join(f'{a:.4g}' for a in low)}; {', '.join(f'{b:.4g}' for b in high)}] "
