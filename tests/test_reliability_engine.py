@@ -1,5 +1,6 @@
 """Reliability of the engine: no silent wrong answers, every failure a clear deepscm error."""
 
+import json
 import warnings
 
 import numpy as np
@@ -165,5 +166,8 @@ def test_damaged_model_files_raise_only_model_file_errors(model, tmp_path_factor
         loaded = ds.DeepSCM.load(path)
     except ds.ModelFileError:
         return
-    assert target.read_bytes() == data  # only an unchanged file may load
+    if where == "model.json":  # only an unchanged file may load (whitespace is not content)
+        assert json.loads(target.read_bytes()) == json.loads(data)
+    else:
+        assert target.read_bytes() == data
     pd.testing.assert_frame_equal(loaded.sample(5, seed=0), model.sample(5, seed=0))

@@ -140,6 +140,7 @@ def train(
     )
     active = set(names)
     start: dict[str, float] = {}
+    val_start: dict[str, float] = {}  # a held-out score may have its own scale (validation_metric)
     best = {n: math.inf for n in names}
     best_state = {n: copy.deepcopy(terms[n].module.state_dict()) for n in names}
     waited = {n: 0 for n in names}
@@ -178,7 +179,7 @@ def train(
         for n in running:
             value = evaluate(terms[n].module, terms[n].score, val_rows)
             _check_finite(n, value, epoch, "held-out")
-            _check_diverged(n, value, start[n], epoch, "held-out")
+            _check_diverged(n, value, val_start.setdefault(n, value), epoch, "held-out")
             history.val_loss[n].append(value)
             if value < best[n] - min_delta:
                 best[n], waited[n] = value, 0

@@ -14,6 +14,13 @@ Value conventions: continuous nodes are ``float64`` columns. Categorical nodes a
 order. Inside the equations a categorical parent is passed as its float code (the index of its
 label), so a binary node labelled ``[0, 1]`` reads as 0.0 / 1.0.
 
+Interventions (``do=``) have the one meaning of :mod:`deepscm.interventions`, shared with
+:class:`~deepscm.DeepSCM`: a constant or one value per unit sets the node; **any bare callable
+is a function of the node's natural value** (``do={"x2": lambda v: v + 1}`` shifts ``x2``,
+whatever the parameter is called); ``FromParents(lambda x1: ...)`` sets the node from its
+parents, passed by name in user units (a categorical parent as its labels). Values are in user
+units (labels for categorical nodes).
+
 Categorical nodes use the threshold (inverse-CDF) mechanism: ``u ~ Uniform(0, 1)`` and
 ``x = min{k : p_0 + ... + p_k > u}`` with ``p = p(x | pa)``. The noise is not identifiable from
 ``x``; :meth:`GroundTruthSCM.abduct` returns the midpoint of the consistent noise interval for a
@@ -40,8 +47,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, GraphError
+from ..errors import DataError, DeepSCMError, GraphError
 from ..graph import CausalGraph
+from ..interventions import Intervention as _Intervention
+from ..interventions import Set, as_intervention
 
 __all__ = [
     "FAMILIES",
@@ -69,7 +78,10 @@ Values = Mapping[str, np.ndarray]
 Equation = Callable[[Values, np.ndarray], np.ndarray]
 Inverse = Callable[[Values, np.ndarray], np.ndarray]
 NoiseSampler = Callable[[np.random.Generator, int], np.ndarray]
-Intervention = Any | Callable[[np.ndarray], Any]
+#: what ``do=`` accepts per node, read by :func:`deepscm.interventions.as_intervention` exactly
+#: as :class:`~deepscm.DeepSCM` reads it: a constant or per-unit values (``Set``), any bare
+#: callable of the node's natural value (``Shift``), or ``FromParents(fn)``.
+Intervention = Any | Callable[[np.ndarray], Any] | _Intervention
 Seed = int | np.random.Generator | None
 
 FAMILIES = ("linear-gaussian", "nonlinear additive", "non-additive", "non-gaussian", "mixed")
@@ -321,15 +333,19 @@ class GroundTruthSCM:
         """Run the equations in topological order on ``noise``.
 
         ``do`` maps a node to a constant (a label for categorical nodes), an array of ``n``
-        values, or a callable of the node's natural values (e.g. ``lambda t: t + 1``).
+        values, a callable of the node's natural values (e.g. ``lambda t: t + 1``) or a
+        ``FromParents`` rule (see the module docstring).
         """
         do = self._check_do(do)
         u = self._noise_arrays(noise)
         values: dict[str, np.ndarray] = {}
         for v in self.nodes:
-            values[v] = self._compute(v, values, u[v])
+            natural = None
+            if v not in do or do[v].needs_natural:
+                natural = self._compute(v, values, u[v])
             if v in do:
-                values[v] = self._apply(v, do[v], values[v])
+                natural = self._apply(v, do[v], natural, values, len(noise))
+            values[v] = natural
         return self._to_frame(values, noise.index)
 
     def sample(
@@ -374,8 +390,10 @@ class GroundTruthSCM:
             raise ValueError("counterfactual needs at least one intervention in `do`")
         values = self._encode(data)
         downstream = set(self.descendants(do))
+        # a node set without reference to its natural value needs no noise (as in DeepSCM)
+        recompute = {v for v in downstream if v not in do or do[v].needs_natural}
         if noise is None:
-            u = {v: self._abduct_node(v, values) for v in self.nodes if v in downstream}
+            u = {v: self._abduct_node(v, values) for v in self.nodes if v in recompute}
         else:
             if not noise.index.equals(data.index):
                 raise DataError(
@@ -385,12 +403,8 @@ class GroundTruthSCM:
             u = self._noise_arrays(noise)
         out: dict[str, np.ndarray] = {}
         for v in self.nodes:
-            if v in downstream:
-                out[v] = self._compute(v, out, u[v])
-            else:
-                out[v] = values[v]
-            if v in do:
-                out[v] = self._apply(v, do[v], out[v])
+            natural = self._compute(v, out, u[v]) if v in recompute else values[v]
+            out[v] = natural if v not in do else self._apply(v, do[v], natural, out, len(data))
         return self._to_frame(out, data.index)
 
     # ------------------------------------------------------------------ internals
@@ -415,23 +429,44 @@ class GroundTruthSCM:
         u = eq.inverse({p: values[p] for p in eq.parents}, values[v])
         return np.broadcast_to(np.asarray(u, dtype=float), values[v].shape).copy()
 
-    def _apply(self, v: str, intervention: Intervention, natural: np.ndarray) -> np.ndarray:
-        cats = self.categorical.get(v)
-        if callable(intervention):
-            arg = natural if cats is None else np.asarray(cats, dtype=object)[natural.astype(int)]
-            target = intervention(arg)
+    def _apply(
+        self, v: str, intervention: _Intervention, natural: np.ndarray | None, values: Values,
+        n: int,
+    ) -> np.ndarray:
+        """The intervened value of ``v`` (float codes for a categorical node), by the rule of
+        :mod:`deepscm.interventions`: the natural value and the parents reach the rule in user
+        units (labels for categorical nodes)."""
+        if isinstance(intervention, Set):
+            target = intervention.value_
         else:
-            target = intervention
-        target = np.asarray(target)
+            arg = None if natural is None else self._labels(v, natural)
+            parents = {p: self._labels(p, values[p]) for p in self.parents[v]}
+            try:
+                target = intervention.value(arg, parents)
+            except DeepSCMError:
+                raise
+            except Exception as err:  # a user's callable failed
+                raise DataError(
+                    f"the intervention on {v!r} raised {type(err).__name__}: {err}"
+                ) from err
+        cats = self.categorical.get(v)
+        target = np.asarray(target, dtype=object if cats is not None else None)
         if cats is not None:
             target = self._codes(v, target.ravel()).reshape(target.shape)
         try:
-            return np.broadcast_to(target.astype(float), natural.shape).copy()
-        except ValueError as e:
+            return np.broadcast_to(target.astype(float), (n,)).copy()
+        except (TypeError, ValueError) as e:
             raise DataError(
                 f"intervention on {v!r} gave shape {target.shape}; expected a scalar or "
-                f"{natural.shape[0]} values"
+                f"{n} values"
             ) from e
+
+    def _labels(self, v: str, codes: np.ndarray) -> np.ndarray:
+        """A node's values in user units: labels for a categorical node, floats otherwise."""
+        cats = self.categorical.get(v)
+        if cats is None:
+            return codes
+        return np.asarray(cats, dtype=object)[codes.astype(int)]
 
     def _codes(self, v: str, labels: np.ndarray) -> np.ndarray:
         cats = self.categorical[v]
@@ -447,10 +482,15 @@ class GroundTruthSCM:
             raise GraphError(f"{self.name}: {what} names unknown nodes {unknown}; "
                              f"nodes are {self.nodes}")
 
-    def _check_do(self, do: Mapping[str, Intervention] | None) -> dict[str, Intervention]:
+    def _check_do(self, do: Mapping[str, Intervention] | None) -> dict[str, _Intervention]:
+        if do is not None and not isinstance(do, Mapping):
+            raise DataError(
+                f"do= must be a mapping from node to value, e.g. do={{'x1': 1.0}}; got "
+                f"{type(do).__name__}"
+            )
         do = dict(do or {})
         self._check_nodes(do, "do")
-        return do
+        return {v: as_intervention(spec, v) for v, spec in do.items()}
 
     def _noise_arrays(self, noise: pd.DataFrame) -> dict[str, np.ndarray]:
         if not isinstance(noise, pd.DataFrame):

@@ -38,7 +38,9 @@ from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 from skimage.transform import resize
 
-from ..errors import DataError, GraphError
+from ..errors import DataError, DeepSCMError, GraphError
+from ..interventions import Intervention as _Intervention
+from ..interventions import as_intervention
 from .base import sigmoid
 from .morphology import SCALE, StrokeMorphology, downscale, render_batch
 
@@ -59,7 +61,10 @@ _MAX_WIDTH = 3.0
 _CHUNK = 2048
 """Images rendered per vectorised batch (bounds memory: ~50 kB of float16 per image)."""
 
-Intervention = Any | Callable[[np.ndarray], Any]
+#: what ``do=`` accepts for ``t`` or ``i``, read by :func:`deepscm.interventions.as_intervention`
+#: exactly as :class:`~deepscm.DeepSCM` reads it: a constant or per-unit values, any bare
+#: callable of the node's natural value, or ``FromParents(fn)`` (``i`` from ``t``).
+Intervention = Any | Callable[[np.ndarray], Any] | _Intervention
 Seed = int | np.random.Generator | None
 
 
@@ -286,8 +291,8 @@ class MorphoDigits:
         of the node's natural values (e.g. ``lambda t: t + 2``)."""
         do = self._check_do(do)
         u = self._noise(noise)
-        t = self._apply("t", do, _thickness(u["t"]))
-        i = self._apply("i", do, _intensity(t, u["i"]))
+        t = self._apply("t", do, _thickness(u["t"]), {})
+        i = self._apply("i", do, _intensity(t, u["i"]), {"t": t})
         return self._frame(t, i, u["x"], noise.index)
 
     def sample(self, n: int, seed: Seed = None, do: Mapping[str, Intervention] | None = None,
@@ -329,9 +334,9 @@ class MorphoDigits:
                 raise DataError(f"column {v!r} must be numeric") from e
             if not np.isfinite(factual[v]).all():
                 raise DataError(f"column {v!r} contains NaN or inf")
-        t = self._apply("t", do, factual["t"])
+        t = self._apply("t", do, factual["t"], {})
         i = _intensity(t, u["i"]) if "t" in do else factual["i"]
-        i = self._apply("i", do, i)
+        i = self._apply("i", do, i, {"t": t})
         return self._frame(t, i, u["x"], data.index)
 
     # ------------------------------------------------------------------ rendering
@@ -389,13 +394,16 @@ class MorphoDigits:
                             f"got {int(d.min())}..{int(d.max())}")
         return np.unique(d)
 
-    def _check_do(self, do: Mapping[str, Intervention] | None) -> dict[str, Intervention]:
+    def _check_do(self, do: Mapping[str, Intervention] | None) -> dict[str, _Intervention]:
+        if do is not None and not isinstance(do, Mapping):
+            raise DataError(f"do= must be a mapping from node to value, e.g. do={{'t': 2.0}}; "
+                            f"got {type(do).__name__}")
         do = dict(do or {})
         bad = [v for v in do if v not in self.intervention_nodes]
         if bad:
             raise GraphError(f"{self.name}: cannot intervene on {bad}; intervene on 't' and/or "
                              "'i' (the image x is rendered from them)")
-        return do
+        return {v: as_intervention(spec, v) for v, spec in do.items()}
 
     def _noise(self, noise: pd.DataFrame) -> dict[str, np.ndarray]:
         if not isinstance(noise, pd.DataFrame) or not set(self.nodes) <= set(noise.columns):
@@ -413,10 +421,19 @@ class MorphoDigits:
         return u
 
     @staticmethod
-    def _apply(v: str, do: Mapping[str, Intervention], natural: np.ndarray) -> np.ndarray:
+    def _apply(v: str, do: Mapping[str, _Intervention], natural: np.ndarray,
+               parents: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The value of ``v`` under ``do`` by the rule of :mod:`deepscm.interventions`."""
         if v not in do:
             return natural
-        target = do[v](natural) if callable(do[v]) else do[v]
+        try:
+            target = do[v].value(natural, parents)
+        except DeepSCMError:
+            raise
+        except Exception as err:  # a user's callable failed
+            raise DataError(
+                f"the intervention on {v!r} raised {type(err).__name__}: {err}"
+            ) from err
         try:
             return np.broadcast_to(np.asarray(target, dtype=np.float64), natural.shape).copy()
         except (TypeError, ValueError) as e:

@@ -1,18 +1,22 @@
 """Mechanism families. Adding one means a new module plus a :func:`register` call."""
 
 from .additive import AdditiveNoise
+from .boosted import BoostedAdditive
 from .base import ABDUCTION_KINDS, Mechanism, MechanismSpec
 from .categorical import Categorical
 from .flow import ConditionalFlow
+from .linear import LinearGaussian
 from .registry import REGISTRY, MechanismChoice, register
 from .vae import ConditionalVAE
 
 __all__ = [
     "ABDUCTION_KINDS",
     "AdditiveNoise",
+    "BoostedAdditive",
     "Categorical",
     "ConditionalFlow",
     "ConditionalVAE",
+    "LinearGaussian",
     "Mechanism",
     "MechanismChoice",
     "MechanismSpec",

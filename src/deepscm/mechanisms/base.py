@@ -236,7 +236,9 @@ def positive_ints(name: str, value: Any, allow_empty: bool = True) -> list[int]:
     items = [value] if isinstance(value, (int, float)) else value
     try:
         out = [int(v) for v in items]
-        ok = all(o >= 1 and o == v for o, v in zip(out, items)) and (allow_empty or out)
+        ok = all(o >= 1 and o == v and not isinstance(v, bool) for o, v in zip(out, items)) and (
+            allow_empty or out
+        )
     except (TypeError, ValueError):
         ok = False
     if not ok or isinstance(value, (str, bytes)):

@@ -8,17 +8,25 @@ classes registered here, so a model file can never name arbitrary code.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Union
 
 from ..errors import ConfigError
 from .additive import AdditiveNoise
 from .base import Mechanism
+from .boosted import BoostedAdditive
 from .categorical import Categorical
 from .flow import ConditionalFlow
+from .linear import LinearGaussian
 from .vae import ConditionalVAE
 
-__all__ = ["MechanismChoice", "REGISTRY", "aliases", "default_for", "make", "names", "register", "resolve"]
+__all__ = [
+    "AUTO", "MechanismChoice", "REGISTRY", "aliases", "candidates", "default_for", "make",
+    "names", "register", "resolve", "unregister",
+]
+
+#: the choice that selects, per node, among :func:`candidates` by held-out likelihood.
+AUTO = "auto"
 
 #: what a user may pass for a node's mechanism: an unfitted instance, a class or a name.
 MechanismChoice = Union[Mechanism, str, type]
@@ -46,15 +54,49 @@ def register(
     return cls
 
 
+def unregister(name: str) -> type[Mechanism]:
+    """Remove a family added by :func:`register` (by class name), with its aliases; returns
+    the class. The default family of a node kind cannot be removed."""
+    if name not in REGISTRY:
+        raise ConfigError(f"no mechanism family {name!r} is registered; known: {sorted(REGISTRY)}")
+    kinds = sorted(kind for kind, default in _DEFAULTS.items() if default == name)
+    if kinds:
+        raise ConfigError(f"{name} is the default for {kinds} nodes and cannot be unregistered")
+    for alias in [a for a, target in _ALIASES.items() if target == name]:
+        del _ALIASES[alias]
+    return REGISTRY.pop(name)
+
+
 register(ConditionalFlow, aliases=("flow", "nsf"), default_for=("continuous",))
 register(Categorical, aliases=("categorical", "gumbel"), default_for=("discrete",))
 register(ConditionalVAE, aliases=("vae",), default_for=("image",))
 register(AdditiveNoise, aliases=("additive", "anm"))
+register(LinearGaussian, aliases=("linear", "linear-gaussian"))
+register(BoostedAdditive, aliases=("boosted", "hgb"))
+
+
+#: node kind → the candidates ``mechanisms="auto"`` compares, simplest first: (label, factory).
+_CANDIDATES: dict[str, list[tuple[str, Callable[[], Mechanism]]]] = {
+    "continuous": [
+        ("linear", LinearGaussian),
+        ("boosted additive", BoostedAdditive),
+        ("location-scale flow", lambda: ConditionalFlow(flow="maf")),
+        ("spline flow", ConditionalFlow),
+    ],
+    "discrete": [("categorical", Categorical)],
+    "image": [("vae", ConditionalVAE)],
+}
+
+
+def candidates(kind: str) -> list[tuple[str, Mechanism]]:
+    """Fresh candidates for a node kind, simplest first, as ``(label, mechanism)`` pairs."""
+    return [(label, factory()) for label, factory in _CANDIDATES[kind]]
 
 
 def names() -> list[str]:
-    """Every name the CLI and ``DeepSCM(mechanisms=...)`` accept: aliases, then class names."""
-    return sorted(_ALIASES) + sorted(REGISTRY)
+    """Every name the CLI and ``DeepSCM(mechanisms=...)`` accept: ``"auto"``, aliases, then
+    class names."""
+    return [AUTO] + sorted(_ALIASES) + sorted(REGISTRY)
 
 
 def aliases() -> dict[str, str]:
@@ -86,6 +128,8 @@ def make(choice: MechanismChoice) -> Mechanism:
     if isinstance(choice, type) and issubclass(choice, Mechanism):
         return choice()
     if isinstance(choice, str):
+        if choice.lower() == AUTO:
+            raise ConfigError('"auto" stands for several candidates; use candidates(kind)')
         return resolve(choice)()
     raise ConfigError(
         f"cannot use {choice!r} as a mechanism; pass a Mechanism instance, class or one of {names()}"

@@ -86,10 +86,11 @@ class ConditionalVAE(Mechanism):
             raise ConfigError(f"ConditionalVAE scale must be 'learned' or 'constant', got {scale!r}")
         numbers = (beta, kl_warmup_steps, min_scale)
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) or (
-            beta < 0 or kl_warmup_steps < 0 or not min_scale > 0
+            beta < 0 or not isinstance(kl_warmup_steps, int) or kl_warmup_steps < 0
+            or not min_scale > 0
         ):
             raise ConfigError(
-                "ConditionalVAE needs beta ≥ 0, kl_warmup_steps ≥ 0 and min_scale > 0, got "
+                "ConditionalVAE needs beta ≥ 0, an integer kl_warmup_steps ≥ 0 and min_scale > 0, got "
                 f"beta={beta!r}, kl_warmup_steps={kl_warmup_steps!r}, min_scale={min_scale!r}"
             )
         super().__init__(
