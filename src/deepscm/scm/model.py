@@ -33,17 +33,20 @@ from ..graph import CausalGraph, GraphLike
 from ..interventions import Intervention, Set, as_intervention
 from ..mechanisms import registry
 from ..mechanisms.base import Mechanism, MechanismSpec
-from ..training import Term, TrainingHistory, resolve_device, train
+from ..training import Term, TrainingHistory, evaluate, resolve_device, train
 from ..variables import Schema, Variable, VariableSpec, stack_images
 from . import engine
 from .engine import Independent, Noise, World, parent_context
 
-__all__ = ["DeepSCM", "MIN_ROWS"]
+__all__ = ["AUTO_TOLERANCE", "DeepSCM", "MIN_ROWS"]
 
 #: scalars processed at once per node when sampling, to bound memory.
 _CHUNK = 1 << 16
 #: fewest rows :meth:`DeepSCM.fit` accepts.
 MIN_ROWS = 10
+#: under ``mechanisms="auto"``, a simpler candidate is kept while its held-out negative
+#: log-likelihood is within this many nats per row of the best candidate's.
+AUTO_TOLERANCE = 0.01
 
 
 class DeepSCM:
@@ -83,12 +86,12 @@ class DeepSCM:
                 "noise per node and would fit a wrong model. Use deepscm.identification.identify "
                 "to check whether your query is identifiable, or model the confounder explicitly"
             )
+        choices = mechanisms.values() if isinstance(mechanisms, Mapping) else [mechanisms]
         if isinstance(mechanisms, Mapping):
             self.graph.check_nodes(mechanisms.keys(), "mechanisms")
-            for choice in mechanisms.values():
+        for choice in choices:
+            if choice is not None and not (isinstance(choice, str) and choice.lower() == registry.AUTO):
                 registry.make(choice)  # reject unknown names and bad values now
-        elif mechanisms is not None:
-            registry.make(mechanisms)
         self._mechanism_choice = mechanisms
         self._variable_overrides = dict(variables or {})
         self.schema: Schema | None = None
@@ -136,9 +139,10 @@ class DeepSCM:
         started = time.perf_counter()
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)
-            mechanisms = {n: self._make_mechanism(n, schema) for n in self.graph.nodes}
-            for mech in mechanisms.values():
-                mech.to(dev)
+            options = {n: self._make_candidates(n, schema) for n in self.graph.nodes}
+            for pairs in options.values():
+                for _, mech in pairs:
+                    mech.to(dev)
             values = {v.name: v.encode(data, dev) for v in schema}
             contexts = {
                 n: parent_context(self.graph, schema, n, values, len(data), dev) for n in self.graph.nodes
@@ -147,16 +151,27 @@ class DeepSCM:
             rows = torch.randperm(len(data), generator=generator, device=dev)
             n_val = int(round(val_fraction * len(data)))
             val_rows, train_rows = rows[:n_val], rows[n_val:]
+            if n_val == 0 and any(len(pairs) > 1 for pairs in options.values()):
+                raise ConfigError('mechanisms="auto" selects on held-out rows: give val_fraction > 0')
             terms = {
-                n: _term(mech, values[n], contexts[n], lr, generator) for n, mech in mechanisms.items()
+                _term_name(n, label, len(pairs)): _term(mech, values[n], contexts[n], lr, generator)
+                for n, pairs in options.items() for label, mech in pairs
             }
             history = train(
                 terms, train_rows, val_rows if n_val else None, epochs=epochs,
                 batch_size=batch_size, lr=lr, generator=generator, patience=patience,
                 progress=progress, desc="fitting DeepSCM",
             )
-            for n, mech in mechanisms.items():
-                mech.after_fit(values[n][train_rows], contexts[n][train_rows])
+            scores: dict[str, dict[str, float]] = {}
+            for n, pairs in options.items():
+                for label, mech in pairs:
+                    mech.after_fit(values[n][train_rows], contexts[n][train_rows])
+                    if n_val:
+                        score = lambda r, m=mech, n=n: m.validation_score(values[n][r], contexts[n][r])  # noqa: E731
+                        scores.setdefault(n, {})[label] = evaluate(mech, score, val_rows)
+                    mech.eval()
+            chosen = {n: _select(pairs, scores.get(n, {})) for n, pairs in options.items()}
+        mechanisms = {n: mech for n, (_, mech) in chosen.items()}
         self.schema, self.mechanisms, self.history, self.device = schema, mechanisms, history, dev
         self.ranges = {
             v.name: (
@@ -165,6 +180,7 @@ class DeepSCM:
             )
             for v in schema if v.kind == "continuous"
         }
+        best = {n: scores[n][label] for n, (label, _) in chosen.items() if n in scores}
         self.fit_info = {
             "rows": len(data),
             "epochs_run": history.epochs_run,
@@ -172,17 +188,41 @@ class DeepSCM:
             "seconds": round(time.perf_counter() - started, 3),
             # mean held-out log p(x_i | pa_i) (or its bound) per node, in the data's own units
             "val_log_prob": {
-                n: -min(v) + float(schema[n].log_jacobian_rows(values[n][val_rows]).mean())
-                for n, v in history.val_loss.items()
-                if v and mechanisms[n].likelihood != "none" and mechanisms[n].validation_metric == "nll"
+                n: -score + float(schema[n].log_jacobian_rows(values[n][val_rows]).mean())
+                for n, score in best.items()
+                if mechanisms[n].likelihood != "none" and mechanisms[n].validation_metric == "nll"
             },
-            # every node's best held-out score, and what it measures
+            # every node's held-out score after fitting, and what it measures
             "validation": {
-                n: {"metric": mechanisms[n].validation_metric, "score": min(v)}
-                for n, v in history.val_loss.items() if v
+                n: {"metric": mechanisms[n].validation_metric, "score": score} for n, score in best.items()
+            },
+            # nodes with several candidates (mechanisms="auto"): each one's held-out score
+            "selection": {
+                n: {"chosen": chosen[n][0], "scores": scores[n], "tolerance": AUTO_TOLERANCE}
+                for n, pairs in options.items() if len(pairs) > 1
             },
         }
         return self
+
+    def _make_candidates(self, node: str, schema: Schema) -> list[tuple[str, Mechanism]]:
+        """``[(label, mechanism)]``: one pair, or the registry's candidates for ``"auto"``."""
+        choice = self._mechanism_choice
+        if isinstance(choice, Mapping):
+            choice = choice.get(node)
+        if not (isinstance(choice, str) and choice.lower() == registry.AUTO):
+            mech = self._make_mechanism(node, schema)
+            return [(type(mech).__name__, mech)]
+        var = schema[node]
+        kind = "discrete" if var.discrete else "image" if var.is_image else "continuous"
+        pairs = registry.candidates(kind)
+        for _, mech in pairs:
+            mech.build(self._spec(node, schema))
+        return pairs
+
+    def _spec(self, node: str, schema: Schema) -> MechanismSpec:
+        var = schema[node]
+        context_dim = sum(schema[p].context_dim for p in self.graph.parents(node))
+        return MechanismSpec(var.dim, context_dim, var.n_categories, var.tensor_shape)
 
     def _make_mechanism(self, node: str, schema: Schema) -> Mechanism:
         var = schema[node]
@@ -202,9 +242,33 @@ class DeepSCM:
                 )
         if mech is None:
             mech = registry.default_for(kind)
-        context_dim = sum(schema[p].context_dim for p in self.graph.parents(node))
-        mech.build(MechanismSpec(var.dim, context_dim, var.n_categories, var.tensor_shape))
+        mech.build(self._spec(node, schema))
         return mech
+
+    def summary(self) -> pd.DataFrame:
+        """One row per node: kind, mechanism, abduction and likelihood kinds, the held-out
+        score, and — under ``mechanisms="auto"`` — every candidate's held-out score."""
+        self._require_fitted()
+        rows = []
+        for node in self.graph.nodes:
+            mech = self.mechanisms[node]
+            validation = self.fit_info.get("validation", {}).get(node, {})
+            selection = self.fit_info.get("selection", {}).get(node)
+            rows.append({
+                "node": node,
+                "kind": self.schema[node].kind,
+                "parents": ", ".join(self.graph.parents(node)),
+                "mechanism": repr(mech),
+                "abduction": mech.abduction,
+                "likelihood": mech.likelihood,
+                "held-out score": validation.get("score"),
+                "metric": validation.get("metric"),
+                "candidates": "" if selection is None else "; ".join(
+                    f"{label}{' *' if label == selection['chosen'] else ''} {score:.4f}"
+                    for label, score in selection["scores"].items()
+                ),
+            })
+        return pd.DataFrame(rows).set_index("node")
 
     # ------------------------------------------------------------------ worlds
     def worlds(
@@ -603,6 +667,20 @@ class DeepSCM:
         if self._edges:
             extra += f", without_edges={sorted(self._edges)}"
         return f"DeepSCM({str(self.graph)!r}, fitted, {{{nodes}}}{extra})"
+
+
+def _term_name(node: str, label: str, n_candidates: int) -> str:
+    """A node's training term, or one per candidate (``"y [linear]"``) under ``"auto"``."""
+    return node if n_candidates == 1 else f"{node} [{label}]"
+
+
+def _select(pairs: list[tuple[str, Mechanism]], scores: Mapping[str, float]) -> tuple[str, Mechanism]:
+    """The simplest candidate whose held-out score is within :data:`AUTO_TOLERANCE` of the
+    best (candidates come simplest first)."""
+    if len(pairs) == 1:
+        return pairs[0]
+    best = min(scores.values())
+    return next((label, m) for label, m in pairs if scores[label] <= best + AUTO_TOLERANCE)
 
 
 def _term(mech: Mechanism, x: torch.Tensor, ctx: torch.Tensor, lr: float, generator: torch.Generator) -> Term:

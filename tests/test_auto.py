@@ -1,0 +1,74 @@
+"""mechanisms="auto": per-node selection by held-out likelihood, simplest within tolerance."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import deepscm as ds
+from deepscm.datasets import load_scm
+from deepscm.scm.model import AUTO_TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def textbook():
+    truth = load_scm("textbook")
+    data = truth.sample(4000, seed=0)
+    return truth, ds.DeepSCM(truth.graph, mechanisms="auto").fit(data, epochs=30, seed=0, progress=False)
+
+
+def test_linear_gaussian_scm_selects_the_linear_candidate_and_extrapolates(textbook):
+    truth, scm = textbook
+    assert {n: s["chosen"] for n, s in scm.fit_info["selection"].items()} == {"x1": "linear", "x2": "linear"}
+    unit = pd.DataFrame({"x1": [2.0], "x2": [4.0]})
+    with pytest.warns(ds.ExtrapolationWarning):
+        cf = scm.counterfactual(unit, do={"x1": 5.0})
+    assert truth.counterfactual(unit, do={"x1": 5.0})["x2"].iloc[0] == 13.0
+    assert cf["x2"].iloc[0] == pytest.approx(13.0, abs=0.15)
+
+
+def test_nonlinear_additive_node_beats_the_linear_candidate():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=3000)
+    y = np.sin(2 * x) + 0.5 * x + 0.3 * rng.normal(size=3000)
+    df = pd.DataFrame({"x": x, "y": y})
+    scm = ds.DeepSCM("x -> y", mechanisms={"y": "auto"}).fit(df, epochs=40, seed=0, progress=False)
+    sel = scm.fit_info["selection"]["y"]
+    assert sel["chosen"] != "linear"
+    assert sel["scores"][sel["chosen"]] < sel["scores"]["linear"] - 0.5
+    # its counterfactuals follow the true mechanism: y' = y + f(x') − f(x)
+    units = df.head(200)
+    cf = scm.counterfactual(units, do={"x": 0.5})
+    truth = units["y"] + np.sin(1.0) + 0.25 - np.sin(2 * units["x"]) - 0.5 * units["x"]
+    assert np.sqrt(np.mean((cf["y"] - truth) ** 2)) < 0.1
+    assert list(scm.fit_info["selection"]) == ["y"]  # x was not "auto"
+
+
+def test_selection_prefers_the_simplest_candidate_within_the_tolerance(textbook):
+    _, scm = textbook
+    for sel in scm.fit_info["selection"].values():
+        best = min(sel["scores"].values())
+        labels = list(sel["scores"])
+        within = [label for label in labels if sel["scores"][label] <= best + AUTO_TOLERANCE]
+        assert sel["chosen"] == within[0]
+
+
+def test_summary_lists_every_node_and_the_choice(textbook):
+    _, scm = textbook
+    table = scm.summary()
+    assert list(table.index) == ["x1", "x2"]
+    assert table.loc["x2", "mechanism"] == "LinearGaussian()"
+    assert "linear *" in table.loc["x2", "candidates"]
+    assert table.loc["x2", "abduction"] == "exact"
+
+
+def test_auto_model_saves_and_loads(textbook, tmp_path):
+    _, scm = textbook
+    loaded = ds.DeepSCM.load(scm.save(tmp_path / "m"))
+    pd.testing.assert_frame_equal(loaded.sample(50, seed=2), scm.sample(50, seed=2))
+
+
+def test_auto_needs_held_out_rows():
+    with pytest.raises(ds.ConfigError, match="val_fraction"):
+        ds.DeepSCM("a -> b", mechanisms="auto").fit(
+            pd.DataFrame({"a": np.arange(50.0), "b": np.arange(50.0) ** 0.5}), val_fraction=0, progress=False
+        )
