@@ -1,4 +1,4 @@
-"""IHDP (Hill 2011 response surfaces) and NHEFS (What If ch. 12) data sets."""
+"""IHDP (Hill 2011 response surfaces), NHEFS (What If ch. 12) and LaLonde (NSW) data sets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from deepscm.datasets import effects
-from deepscm.datasets.effects import IHDP_CONTINUOUS, NHEFS_COVARIATES, load_ihdp, load_nhefs
+from deepscm.datasets.effects import (
+    IHDP_CONTINUOUS,
+    LALONDE_COVARIATES,
+    LALONDE_EXPERIMENTAL_ATT,
+    NHEFS_COVARIATES,
+    load_ihdp,
+    load_lalonde,
+    load_nhefs,
+)
 from deepscm.errors import DataError
 
 needs_econml = pytest.mark.skipif(find_spec("econml") is None, reason="pip install econml")
@@ -177,3 +185,25 @@ def test_nhefs_names_causaldata_when_missing(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "causaldata", None)
     with pytest.raises(ImportError, match="pip install causaldata"):
         load_nhefs()
+
+
+# -------------------------------------------------------------------------------------- LaLonde
+@needs_causaldata
+def test_lalonde_samples_and_experimental_benchmark() -> None:
+    exp, cps = load_lalonde("nsw"), load_lalonde("cps")
+    assert list(exp.X.columns) == list(LALONDE_COVARIATES)
+    assert (int(exp.T.sum()), int((exp.T == 0).sum())) == (185, 260)
+    assert (int(cps.T.sum()), int((cps.T == 0).sum())) == (185, 15992)
+    diff = exp.Y[exp.T == 1].mean() - exp.Y[exp.T == 0].mean()
+    assert diff == pytest.approx(LALONDE_EXPERIMENTAL_ATT, abs=0.01)
+    assert exp.meta["experimental_att"] == LALONDE_EXPERIMENTAL_ATT
+    np.testing.assert_array_equal(cps.X["u74"], (cps.X["re74"] == 0).astype(float))
+    np.testing.assert_array_equal(cps.X[cps.T == 1].to_numpy(), exp.X[exp.T == 1].to_numpy())
+    # the observational contrast is badly biased (Dehejia & Wahba 1999: about −$8,500)
+    assert cps.Y[cps.T == 1].mean() - cps.Y[cps.T == 0].mean() < -8000
+    assert exp.true_att is None and exp.outcome == "re78" and exp.treatment == "treat"
+
+
+def test_lalonde_rejects_unknown_controls() -> None:
+    with pytest.raises(DataError, match="controls"):
+        load_lalonde("psid")

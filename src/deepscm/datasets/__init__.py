@@ -17,12 +17,12 @@ Example:
 from typing import Any
 
 from .base import FAMILIES, GroundTruthSCM
-from .effects import EffectData, load_ihdp, load_nhefs
+from .effects import EffectData, load_ihdp, load_lalonde, load_nhefs
 from .suite import KINDS, list_scms, load_scm, suite
 
 __all__ = [
     "FAMILIES", "KINDS", "EffectData", "GroundTruthSCM", "MorphoDigits", "list_scms",
-    "load_digit_images", "load_ihdp", "load_nhefs", "load_scm", "suite",
+    "load_digit_images", "load_ihdp", "load_lalonde", "load_nhefs", "load_scm", "suite",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Data sets for treatment-effect estimation: semi-synthetic IHDP and the NHEFS cohort.
+"""Data sets for treatment-effect estimation: semi-synthetic IHDP, the NHEFS cohort and LaLonde.
 
 - :func:`load_ihdp` — the IHDP covariates (Infant Health and Development Program) with Hill's
   (2011, JCGS 20(1), "Bayesian nonparametric modeling for causal inference", §4) simulated
@@ -8,6 +8,8 @@
 - :func:`load_nhefs` — the NHEFS smoking-cessation cohort used in Hernán & Robins, "Causal
   Inference: What If" (2020), ch. 12–13: effect of quitting smoking (``qsmk``) on the 1971→1982
   weight change (``wt82_71``), with the book's confounders, raw or as the book's design matrix.
+- :func:`load_lalonde` — LaLonde (1986) / Dehejia & Wahba (1999): the NSW job-training
+  treated units against the experimental NSW controls or the observational CPS controls.
 
 Example:
     >>> data = load_ihdp(replication=3)                        # doctest: +SKIP
@@ -31,8 +33,11 @@ __all__ = [
     "EffectData",
     "IHDP_CONTINUOUS",
     "IHDP_COVARIATES",
+    "LALONDE_COVARIATES",
+    "LALONDE_EXPERIMENTAL_ATT",
     "NHEFS_COVARIATES",
     "load_ihdp",
+    "load_lalonde",
     "load_nhefs",
 ]
 
@@ -307,3 +312,65 @@ def _nhefs_book_design(x: pd.DataFrame) -> pd.DataFrame:
             if col in _NHEFS_SQUARED:
                 out[f"{col}_sq"] = x[col].astype(float) ** 2
     return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------------------------------ LaLonde
+#: Covariates of Dehejia & Wahba (1999): the eight raw ones plus the zero-earnings indicators.
+LALONDE_COVARIATES = (
+    "age", "educ", "black", "hisp", "marr", "nodegree", "re74", "re75", "u74", "u75",
+)  # fmt: skip
+
+#: The experimental benchmark: mean re78 of the 185 NSW treated minus that of the 260 NSW
+#: controls (Dehejia & Wahba 1999 sample), in 1978 dollars.
+LALONDE_EXPERIMENTAL_ATT = 1794.34
+
+
+def _causaldata_frame(name: str) -> pd.DataFrame:
+    try:
+        module = __import__(f"causaldata.{name}", fromlist=["load_pandas"])
+    except ImportError as exc:
+        raise ImportError(
+            "load_lalonde needs the LaLonde data of the causaldata package: pip install causaldata"
+        ) from exc
+    return module.load_pandas().data
+
+
+def load_lalonde(controls: str = "cps") -> EffectData:
+    """LaLonde's (1986) NSW job-training data in the Dehejia & Wahba (1999) sample.
+
+    The 185 NSW treated men (``causaldata.nsw_mixtape``) against ``controls``:
+
+    - ``"cps"``: the 15,992 CPS-1 comparison men (``causaldata.cps_mixtape``), an observational
+      design with very poor overlap (most controls have propensity near 0);
+    - ``"nsw"``: the 260 randomised NSW controls (the experiment).
+
+    Covariates: :data:`LALONDE_COVARIATES` (``u74``/``u75`` are the indicators of zero earnings
+    in 1974/1975), outcome ``re78`` (1978 earnings, dollars), treatment ``treat``. The target is
+    the ATT; the experimental estimate :data:`LALONDE_EXPERIMENTAL_ATT` ($1,794) is in
+    ``meta["experimental_att"]``. No PSID sample ships with causaldata.
+    """
+    if controls not in ("cps", "nsw"):
+        raise DataError(f"controls must be 'cps' or 'nsw', got {controls!r}")
+    nsw = _causaldata_frame("nsw_mixtape")
+    df = nsw if controls == "nsw" else pd.concat(
+        [nsw.loc[nsw["treat"] == 1], _causaldata_frame("cps_mixtape")], ignore_index=True
+    )
+    df = df.reset_index(drop=True)
+    x = df[["age", "educ", "black", "hisp", "marr", "nodegree", "re74", "re75"]].astype(float)
+    x["u74"] = (x["re74"] == 0).astype(float)
+    x["u75"] = (x["re75"] == 0).astype(float)
+    t = df["treat"].to_numpy(dtype=np.int64)
+    return EffectData(
+        name=f"lalonde_{controls}",
+        X=x,
+        T=t,
+        Y=df["re78"].to_numpy(dtype=float),
+        description=(
+            f"LaLonde NSW (Dehejia-Wahba sample) from causaldata: {int(t.sum())} treated vs "
+            f"{int((1 - t).sum())} {controls.upper()} controls; outcome re78 (1978 earnings, $). "
+            f"Experimental ATT ${LALONDE_EXPERIMENTAL_ATT:,.0f}."
+        ),
+        treatment="treat",
+        outcome="re78",
+        meta={"controls": controls, "experimental_att": LALONDE_EXPERIMENTAL_ATT},
+    )

@@ -117,6 +117,9 @@ class Dragonnet(NeuralEffectEstimator):
         g, eps = self._propensity(logit), self.model_.epsilon
         return q0 - eps / (1 - g), q1 + eps / g
 
+    def _training_propensity(self) -> np.ndarray:
+        return self.propensity()
+
     def propensity(self, X: ArrayLike | None = None) -> np.ndarray:
         """The fitted propensity ``g(x) = P(T=1 | x)`` per row (unclipped)."""
         xs = to_tensor(self.x_scaler_.transform(self._rows(X)), self.device_)
