@@ -171,3 +171,61 @@ def test_damaged_model_files_raise_only_model_file_errors(model, tmp_path_factor
     else:
         assert target.read_bytes() == data
     pd.testing.assert_frame_equal(loaded.sample(5, seed=0), model.sample(5, seed=0))
+
+
+# ------------------------------------------------------------------ fit and the CLI
+@settings(max_examples=30, deadline=None)
+@given(
+    frame=st.builds(
+        lambda n, t, y: pd.DataFrame({"t": t[:n], "y": y[:n]}) if min(len(t), len(y)) >= n else pd.DataFrame({"t": t}),
+        st.integers(0, 30),
+        st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=2), st.booleans()),
+                 min_size=0, max_size=30),
+        st.lists(st.one_of(st.floats(-1e300, 1e300), st.integers(-3, 3), st.none()), min_size=0, max_size=30),
+    ),
+    options=st.fixed_dictionaries({
+        "epochs": st.sampled_from([1, 2, 0, -1, 1.5]),
+        "lr": st.sampled_from([1e-3, 0.0, -1.0, float("nan"), "x"]),
+        "batch_size": st.sampled_from([8, 0, 2.5]),
+        "val_fraction": st.sampled_from([0.2, 0.0, 1.0, -0.1]),
+    }),
+    mechanism=st.sampled_from([None, "linear", "additive", "auto", "nope", 3]),
+)
+def test_fit_raises_only_deepscm_errors(frame, options, mechanism):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ds.DeepSCMWarning)
+            ds.DeepSCM("t -> y", mechanisms=mechanism).fit(frame, progress=False, **options)
+    except ds.DeepSCMError:
+        pass
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    command=st.sampled_from(["fit", "sample", "counterfactual"]),
+    do=st.sampled_from(["t=2", "t=", "=2", "nope=1", "t=abc", "t=t+", "t=1e999", "t"]),
+    n=st.sampled_from(["5", "0", "-3", "x"]),
+    graph=st.sampled_from(["t -> y", "t -> y; y -> t", "t -> ", "a -> b"]),
+)
+def test_cli_failures_are_one_line_errors(model, tmp_path, command, do, n, graph):
+    from click.testing import CliRunner
+
+    from deepscm.cli import main
+
+    data = tmp_path / "data.csv"
+    linear(40).to_csv(data, index=False)
+    saved = tmp_path / "model"
+    if not saved.exists():
+        model.save(saved)
+    args = {
+        "fit": ["fit", "--graph", graph, "--data", str(data), "--out", str(tmp_path / "new"), "--epochs", n],
+        "sample": ["sample", str(saved), "-n", n, "--do", do],
+        "counterfactual": ["counterfactual", str(saved), "--data", str(data), "--do", do],
+    }[command]
+    before = {p: p.stat().st_mtime_ns for p in saved.iterdir()}
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code in (0, 2), (args, result.exit_code, result.output)
+    if result.exit_code == 2:
+        assert "Traceback" not in result.output
+        assert result.stderr.strip().startswith("error: ") and "\n" not in result.stderr.strip()
+    assert {p: p.stat().st_mtime_ns for p in saved.iterdir()} == before  # the model is untouched
