@@ -446,3 +446,19 @@ def test_y0_agrees_on_random_graphs(case):
     ours = ours_identifiable(graph, query)
     event("identifiable" if ours else "not identifiable")
     assert theirs == ours
+
+
+def test_queries_name_nodes_with_spaces_and_dashes():
+    from deepscm.identification.query import QueryError, parse_query
+
+    q = parse_query("p(\"blood pressure\" | do('dose-mg'), age)")
+    assert (q.outcome, q.treatment, q.given) == (("blood pressure",), ("dose-mg",), ("age",))
+    assert parse_query("p(y | do(x-1))").treatment == ("x-1",)
+    from deepscm import identify
+
+    graph = CausalGraph('dose -> "blood pressure"; "blood pressure" -> y')
+    assert "blood pressure" in str(identify(graph, query="p(y | do(dose))"))
+    with pytest.raises(QueryError, match="quote names"):
+        parse_query("p(blood pressure | do(dose))")
+    with pytest.raises(QueryError, match="unclosed"):
+        parse_query('p("y | do(x))')

@@ -19,7 +19,10 @@ from ..graph import CausalGraph
 
 __all__ = ["Query", "QueryError", "parse_query"]
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+#: a bare name in query text: no whitespace, commas, parentheses, bars, equals or quotes;
+#: any other name is quoted, ``"blood pressure"`` or ``'blood pressure'``.
+_NAME_RE = re.compile(r"""^[^\s,()|='"]+$""")
+_QUOTED_RE = re.compile(r"""^(?:"([^"]+)"|'([^']+)')$""")
 _DO_RE = re.compile(r"^do\s*\((.*)\)$", re.IGNORECASE | re.DOTALL)
 _WRAPPED_RE = re.compile(r"^[pP]\s*\((.*)\)$", re.DOTALL)
 _EXAMPLE = "write it like 'p(y | do(x))' or 'p(y1, y2 | do(x), z)'"
@@ -122,10 +125,14 @@ def parse_query(text: str) -> Query:
 
 
 def _split_top_level(text: str, query: str) -> list[str]:
-    """Split on commas that are not inside parentheses."""
-    terms, depth, start = [], 0, 0
+    """Split on commas that are not inside parentheses or quotes."""
+    terms, depth, start, quote = [], 0, 0, ""
     for i, ch in enumerate(text):
-        if ch == "(":
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
@@ -136,20 +143,30 @@ def _split_top_level(text: str, query: str) -> list[str]:
             start = i + 1
     if depth:
         raise QueryError(f"unbalanced '(' in query {query!r}; {_EXAMPLE}")
+    if quote:
+        raise QueryError(f"unclosed {quote} in query {query!r}; {_EXAMPLE}")
     terms.append(text[start:].strip())
     return terms
 
 
 def _parse_names(fragment: str, query: str) -> list[str]:
-    names = [n.strip() for n in fragment.split(",")]
-    for name in names:
+    names = []
+    for name in _split_top_level(fragment, query):
+        quoted = _QUOTED_RE.match(name)
+        if quoted:
+            names.append(quoted.group(1) or quoted.group(2))
+            continue
         if "=" in name:
             raise QueryError(
                 f"{name!r} in query {query!r} fixes a value; a query names variables only "
                 "(the estimand covers every value, and evaluate() tabulates them all)"
             )
         if not _NAME_RE.match(name):
-            raise QueryError(f"{name!r} in query {query!r} is not a variable name; {_EXAMPLE}")
+            raise QueryError(
+                f"{name!r} in query {query!r} is not a variable name; {_EXAMPLE} (quote names "
+                "with spaces or punctuation: 'p(\"blood pressure\" | do(dose))')"
+            )
+        names.append(name)
     return names
 
 
@@ -158,6 +175,6 @@ def _names(value: str | Iterable[str] | None, role: str) -> tuple[str, ...]:
         return ()
     names = (value,) if isinstance(value, str) else tuple(value)
     for name in names:
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise QueryError(f"{name!r} given as {role} is not a variable name")
+        if not isinstance(name, str) or not name:
+            raise QueryError(f"{name!r} given as {role} is not a variable name (a non-empty string)")
     return names
