@@ -35,8 +35,9 @@ from typing import Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import DeepSCMError
+from .mechanisms import registry
 
 __all__ = ["CLIError", "csv_read_options", "main", "parse_interventions"]
 
@@ -411,8 +412,10 @@ def main() -> None:
               show_default=True, help="Rows held out for early stopping.")
 @click.option("--patience", type=click.IntRange(min=1), default=20, show_default=True,
               help="Epochs without held-out improvement before a node stops.")
-@click.option("--mechanism", type=click.Choice(["flow", "additive"]), default="flow", show_default=True,
-              help="Mechanism of continuous nodes (discrete nodes are always categorical).")
+@click.option("--mechanism", type=click.Choice(registry.names(), case_sensitive=False), default="flow",
+              show_default=True,
+              help="Mechanism of every node it can model, from the registry ('auto' selects per "
+                   "node by held-out likelihood); other nodes get their kind's default.")
 @click.option("--categorical", multiple=True, metavar="NODE",
               help="Treat NODE as categorical (repeatable); overrides the inferred kind.")
 @click.option("--continuous", multiple=True, metavar="NODE",
