@@ -436,3 +436,9 @@ def test_likelihood_and_validation_reporting(name):
     cf = scm.counterfactual(df.head(5), do={"pa": 0.0}, seed=15)
     expected = {"exact": "exact", "approximate": "approximate", "posterior": "draws"}
     assert cf.attrs["abduction"]["x"] == expected[mech.abduction]
+    # approximate abduction reports its reconstruction error, and keeps its promise
+    if mech.abduction == "approximate":
+        error = info["abduction_error"]["x"]
+        assert 0 < error["mean"] <= error["max"] <= mech.abduction_tolerance
+    else:
+        assert "x" not in info["abduction_error"]
