@@ -73,8 +73,6 @@ def run_demo(settings: DemoSettings | None = None, echo: Callable[[str], Any] = 
 
 
 def _run(s: DemoSettings, echo: Callable[[str], Any]) -> dict:
-    import torch
-
     from .._version import __version__
     from ..datasets import load_scm
     from ..graph import CausalGraph
