@@ -78,7 +78,7 @@ DEFAULT_SCMS = HEADLINE + [
     "vaca_triangle_nonadditive",
 ]
 QUICK_SCMS = ["dcm_triangle_nonlinear", "dcm_triangle_nonadditive"]
-MODELS = ("flow", "auto", "additive", "gcm")
+MODELS = ("flow", "auto", "additive", "diffusion", "gcm")
 
 N_TRAIN = 5000
 N_QUANTILE = 5000
@@ -140,7 +140,8 @@ class DeepModel:
         self.model: ds.DeepSCM | None = None
 
     def fit(self, gt, data: pd.DataFrame, seed: int) -> dict:
-        mech = {"flow": ConditionalFlow(), "auto": "auto", "additive": AdditiveNoise()}[self.kind]
+        mech = {"flow": ConditionalFlow(), "auto": "auto", "additive": AdditiveNoise(),
+                "diffusion": "diffusion"}[self.kind]
         self.model = ds.DeepSCM(gt.graph, mechanisms=mech).fit(data, seed=seed, progress=False)
         return {"epochs_run": self.model.fit_info.get("epochs_run")}
 

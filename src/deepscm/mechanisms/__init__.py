@@ -4,6 +4,7 @@ from .additive import AdditiveNoise
 from .boosted import BoostedAdditive
 from .base import ABDUCTION_KINDS, Mechanism, MechanismSpec
 from .categorical import Categorical
+from .diffusion import Diffusion
 from .flow import ConditionalFlow
 from .linear import LinearGaussian
 from .registry import REGISTRY, MechanismChoice, register
@@ -16,6 +17,7 @@ __all__ = [
     "Categorical",
     "ConditionalFlow",
     "ConditionalVAE",
+    "Diffusion",
     "LinearGaussian",
     "Mechanism",
     "MechanismChoice",

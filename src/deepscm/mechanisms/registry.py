@@ -16,6 +16,7 @@ from .additive import AdditiveNoise
 from .base import Mechanism
 from .boosted import BoostedAdditive
 from .categorical import Categorical
+from .diffusion import Diffusion
 from .flow import ConditionalFlow
 from .linear import LinearGaussian
 from .vae import ConditionalVAE
@@ -73,6 +74,7 @@ register(ConditionalVAE, aliases=("vae",), default_for=("image",))
 register(AdditiveNoise, aliases=("additive", "anm"))
 register(LinearGaussian, aliases=("linear", "linear-gaussian"))
 register(BoostedAdditive, aliases=("boosted", "hgb"))
+register(Diffusion, aliases=("diffusion", "ddim", "dcm"))
 
 
 #: node kind → the candidates ``mechanisms="auto"`` compares, simplest first: (label, factory).
@@ -96,7 +98,7 @@ def candidates(kind: str) -> list[tuple[str, Mechanism]]:
 def names() -> list[str]:
     """Every name the CLI and ``DeepSCM(mechanisms=...)`` accept: ``"auto"``, aliases, then
     class names."""
-    return [AUTO] + sorted(_ALIASES) + sorted(REGISTRY)
+    return [AUTO] + sorted(_ALIASES) + sorted(c for c in REGISTRY if c.lower() not in _ALIASES)
 
 
 def aliases() -> dict[str, str]:
