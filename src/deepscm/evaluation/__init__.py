@@ -3,6 +3,7 @@ errors, for comparing a model's samples and counterfactuals with a ground-truth 
 (√PEHE, ATE error) for treatment-effect estimators."""
 
 from .effects import ate_error, pehe
+from .falsification import FalsificationResult, falsify, local_markov_conditions
 from .metrics import (
     LARGE_N,
     counterfactual_mae,
@@ -13,16 +14,23 @@ from .metrics import (
     mmd_dcm,
     wasserstein1,
 )
+from .validation import ValidationResult, hsic_test, validate
 
 __all__ = [
     "LARGE_N",
+    "FalsificationResult",
+    "ValidationResult",
     "ate_error",
     "counterfactual_mae",
     "counterfactual_mse",
     "counterfactual_rmse",
     "energy_distance",
+    "falsify",
+    "hsic_test",
+    "local_markov_conditions",
     "mmd2_unbiased",
     "mmd_dcm",
     "pehe",
+    "validate",
     "wasserstein1",
 ]

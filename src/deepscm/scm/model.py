@@ -276,6 +276,15 @@ class DeepSCM:
             })
         return pd.DataFrame(rows).set_index("node")
 
+    def evaluate(self, data: pd.DataFrame, **kwargs: Any) -> Any:
+        """Validate the fitted model on (held-out) data: per node the log-likelihood beside a
+        baseline, calibration of the abducted noise against its prior, and independence of
+        that noise from the node's non-descendants (a dependence flags a missing edge, a
+        hidden confounder or a misfit); see :func:`deepscm.evaluation.validate`."""
+        from ..evaluation.validation import validate
+
+        return validate(self, data, **kwargs)
+
     # ------------------------------------------------------------------ worlds
     def worlds(
         self,
