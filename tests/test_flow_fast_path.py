@@ -1,0 +1,237 @@
+"""The fast sampling/abduction path of a scalar ``ConditionalFlow`` (no zuko objects, closed-form
+spline inverse, cached root knots) against zuko's path, which stays the reference and the
+training path."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import deepscm as ds
+from deepscm.mechanisms import ConditionalFlow
+from deepscm.mechanisms.base import MechanismSpec
+
+TOL = 1e-5  # absolute, standardised units
+BOUND = 5.0  # zuko's spline bound
+
+
+def _flow(context_dim, seed=0, weight_std=0.5, **hparams):
+    """A built flow with random weights (not the zero initialisation)."""
+    torch.manual_seed(seed)
+    mech = ConditionalFlow(**hparams)
+    mech.build(MechanismSpec(x_dim=1, context_dim=context_dim))
+    with torch.no_grad():
+        for p in mech.parameters():
+            p.normal_(0.0, weight_std)
+    return mech.eval()
+
+
+def _reference_sample(mech, context, noise):
+    with torch.no_grad():
+        return mech._transform(context).inv(noise)  # zuko, called directly
+
+
+def _reference_abduct(mech, context, x):
+    with torch.no_grad():
+        return mech._transform(context)(x)
+
+
+def _spline_inputs(mech, context, x):
+    """What the first spline sees in abduction: ``(x - μ) / σ`` (zuko's affine inverse)."""
+    with torch.no_grad():
+        return mech._transform(context).transforms[0](x)
+
+
+CASES = [
+    dict(bins=16, transforms=1),  # the default
+    dict(bins=4, transforms=2),
+    dict(bins=8, transforms=3, hidden_features=[32]),
+    dict(bins=5, transforms=1, hidden_features=[]),
+    dict(flow="maf", transforms=2),
+]
+
+
+@pytest.mark.parametrize("context_dim", [0, 1, 3])
+@pytest.mark.parametrize("hparams", CASES, ids=lambda h: ",".join(f"{k}={v}" for k, v in h.items()))
+def test_sample_and_abduct_match_zuko(context_dim, hparams):
+    mech = _flow(context_dim, seed=context_dim, **hparams)
+    n = 5000
+    gen = torch.Generator().manual_seed(1)
+    context = 2.0 * torch.randn(n, context_dim, generator=gen)
+    noise = 3.0 * torch.randn(n, 1, generator=gen)  # ~10% beyond the bound: the linear tails
+    assert (noise.abs() > BOUND).float().mean() > 0.05
+    assert (noise.abs() < BOUND).float().mean() > 0.5
+
+    with torch.no_grad():
+        fast = mech.sample(context, noise)
+    ref = _reference_sample(mech, context, noise)
+    assert fast.shape == ref.shape == (n, 1)
+    assert torch.isfinite(ref).all()
+    assert (fast - ref).abs().max().item() <= TOL
+
+    # abduction at the reference samples (inside and outside the bound) and at fresh values
+    x = torch.cat([ref, 4.0 * torch.randn(n, 1, generator=gen)])
+    ctx2 = torch.cat([context, context])
+    inputs = _spline_inputs(mech, ctx2, x)
+    assert (inputs.abs() > BOUND).any() and (inputs.abs() < BOUND).any()
+    with torch.no_grad():
+        fast_u = mech.abduct(x, ctx2)
+    ref_u = _reference_abduct(mech, ctx2, x)
+    assert torch.isfinite(ref_u).all()
+    assert (fast_u - ref_u).abs().max().item() <= TOL
+    # the round trip through the fast path is zuko's round trip (float32 rounding included)
+    with torch.no_grad():
+        back = mech.abduct(fast, context)
+    assert (back - _reference_abduct(mech, context, ref)).abs().max().item() <= TOL
+    assert torch.median((back - noise).abs()).item() <= 1e-4
+
+
+@pytest.mark.parametrize("context_dim", [0, 2])
+def test_blocks_and_small_batches(context_dim, monkeypatch):
+    """Row blocks of the conditioner (a ragged last block, a batch of one) change nothing."""
+    import deepscm.mechanisms.flow as flow_module
+
+    monkeypatch.setattr(flow_module, "_BLOCK_ROWS", 7)
+    mech = _flow(context_dim, seed=3)
+    gen = torch.Generator().manual_seed(2)
+    for n in (1, 6, 7, 23):
+        context = torch.randn(n, context_dim, generator=gen)
+        noise = 3.0 * torch.randn(n, 1, generator=gen)
+        with torch.no_grad():
+            fast = mech.sample(context, noise)
+            fast_u = mech.abduct(fast, context)
+        assert (fast - _reference_sample(mech, context, noise)).abs().max() <= TOL
+        assert (fast_u - _reference_abduct(mech, context, fast)).abs().max() <= TOL
+
+
+def test_float64_matches_zuko():
+    mech = _flow(2, seed=4).double()
+    gen = torch.Generator().manual_seed(3)
+    context = torch.randn(500, 2, generator=gen, dtype=torch.float64)
+    noise = 3.0 * torch.randn(500, 1, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        fast = mech.sample(context, noise)
+    assert fast.dtype == torch.float64
+    assert (fast - _reference_sample(mech, context, noise)).abs().max() <= 1e-10
+
+
+def test_root_knots_are_cached_and_follow_weight_changes():
+    mech = _flow(0, seed=5)
+    noise = 3.0 * torch.randn(1000, 1, generator=torch.Generator().manual_seed(4))
+    context = torch.empty(1000, 0)
+
+    def check():
+        with torch.no_grad():
+            fast = mech.sample(context, noise)
+        assert (fast - _reference_sample(mech, context, noise)).abs().max() <= TOL
+
+    check()
+    cached = mech.__dict__["_root_cache"]
+    check()
+    assert mech.__dict__["_root_cache"] is cached  # unchanged weights: reused
+    # an optimiser step (in place, under no_grad)
+    opt = torch.optim.SGD(mech.parameters(), lr=0.5)
+    mech.train()
+    mech.loss(torch.randn(64, 1), torch.empty(64, 0)).backward()
+    opt.step()
+    mech.eval()
+    check()
+    assert mech.__dict__["_root_cache"] is not cached
+    # load_state_dict, a .data write (which does not bump the version counter), a dtype change
+    mech.load_state_dict({"root_params": torch.randn_like(mech.root_params)})
+    check()
+    mech.root_params.data.copy_(torch.randn_like(mech.root_params))
+    check()
+    mech.double()
+    with torch.no_grad():
+        fast = mech.sample(context.double(), noise.double())
+    assert (fast - _reference_sample(mech, context.double(), noise.double())).abs().max() <= 1e-10
+    # the cache is no state: the state dict holds the weights only
+    assert list(mech.state_dict()) == ["root_params"]
+
+
+def test_gradients_and_log_prob_keep_zukos_path():
+    mech = _flow(2, seed=6)
+    context, noise = torch.randn(50, 2), torch.randn(50, 1)
+    x = mech.sample(context, noise)  # grad enabled: zuko's path, differentiable
+    assert x.requires_grad
+    x.sum().backward()
+    assert mech.shape[0].weight.grad is not None
+    with torch.no_grad():
+        lp = mech.log_prob(x.detach(), context)
+        u, ladj = mech._transform(context).call_and_ladj(x.detach())
+    ref = torch.distributions.Normal(0.0, 1.0).log_prob(u).sum(-1) + ladj.sum(-1)
+    assert torch.equal(lp, ref)
+
+
+def _data(n=800, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=n)
+    b = np.tanh(a) + 0.3 * rng.standard_t(3, size=n)
+    c = a * b + 0.5 * rng.normal(size=n)
+    return pd.DataFrame({"a": a, "b": b, "c": c})
+
+
+GRAPH = "a -> b; a -> c; b -> c"
+
+
+def _set_fast(scm, flag):
+    for mech in scm.mechanisms.values():
+        mech._fast = flag
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    df = _data()
+    scm = ds.DeepSCM(GRAPH, mechanisms=ConditionalFlow()).fit(df, epochs=4, seed=0, progress=False)
+    return scm, df
+
+
+def _assert_close(a, b):
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=0, atol=TOL * 10)
+
+
+def test_fitted_scm_same_samples_and_counterfactuals(fitted):
+    scm, df = fitted
+    units = df.head(300)
+    outputs = {}
+    for flag in (False, True):
+        _set_fast(scm, flag)
+        outputs[flag] = (
+            scm.sample(3000, seed=1),
+            scm.sample(3000, do={"a": 2.5}, seed=2),  # b, c beyond their training range
+            scm.counterfactual(units, do={"a": -1.0}, seed=3),
+            scm.counterfactual(units, do={"b": 4.0}, seed=3),
+        )
+    _set_fast(scm, True)
+    for ref, fast in zip(outputs[False], outputs[True]):
+        _assert_close(ref, fast)  # natural units; the data are O(1)
+
+
+def test_training_is_unchanged_by_the_fast_path(monkeypatch):
+    """Fitting never uses the fast path: weights are bit-identical with it switched off."""
+    df = _data(n=300, seed=1)
+    fast = ds.DeepSCM(GRAPH, mechanisms=ConditionalFlow()).fit(df, epochs=2, seed=0, progress=False)
+    monkeypatch.setattr(ConditionalFlow, "_fast", False)
+    ref = ds.DeepSCM(GRAPH, mechanisms=ConditionalFlow()).fit(df, epochs=2, seed=0, progress=False)
+    for node in ("a", "b", "c"):
+        a, b = fast.mechanisms[node].state_dict(), ref.mechanisms[node].state_dict()
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    scm, df = fitted
+    _set_fast(scm, True)
+    scm.sample(100, seed=0)  # fill the root cache before saving
+    path = scm.save(tmp_path / "model")
+    loaded = ds.DeepSCM.load(path)
+    pd.testing.assert_frame_equal(scm.sample(2000, seed=4), loaded.sample(2000, seed=4))
+    units = df.head(50)
+    pd.testing.assert_frame_equal(
+        scm.counterfactual(units, do={"a": 0.5}, seed=5), loaded.counterfactual(units, do={"a": 0.5}, seed=5)
+    )
+    _set_fast(loaded, False)
+    _assert_close(scm.sample(2000, seed=4), loaded.sample(2000, seed=4))
+    assert all(not k.startswith("_") for m in loaded.mechanisms.values() for k in m.state_dict())
