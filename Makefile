@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-scm bench-morpho bench-effects lint clean
+.PHONY: install demo test bench bench-scm bench-morpho bench-effects bench-validation lint clean
 
 install: $(STAMP)
 
@@ -23,8 +23,8 @@ demo: install
 test: install
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
 
-# Every benchmark (about 2 h on 2 cores); each part also runs on its own.
-bench: bench-scm bench-morpho bench-effects
+# Every benchmark (about 3 h on 2 cores); each part also runs on its own.
+bench: bench-scm bench-morpho bench-effects bench-validation
 
 bench-scm: install
 	$(BIN)/pip install -q -e '.[bench]'
@@ -37,6 +37,10 @@ bench-effects: install
 	$(BIN)/pip install -q -e '.[bench]'
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ihdp.py --replications 100
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/nhefs.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/lalonde.py
+
+bench-validation: install
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/validation.py --cost 20 5000 20
 
 lint: install
 	$(BIN)/pip install -q ruff
