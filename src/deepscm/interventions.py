@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, DeepSCMError
 
-__all__ = ["Intervention", "Set", "Shift", "FromParents", "as_intervention"]
+__all__ = ["Intervention", "Set", "Shift", "FromParents", "as_intervention", "evaluate"]
 
 
 class Intervention:
@@ -114,3 +114,16 @@ def as_intervention(spec: Any, node: str | None = None) -> Intervention:
     if isinstance(spec, (list, tuple)):
         spec = np.asarray(spec, dtype=object if any(isinstance(v, str) for v in spec) else None)
     return Set(spec)
+
+
+def evaluate(
+    intervention: Intervention, node: str, natural: np.ndarray | None, parents: Mapping[str, np.ndarray]
+) -> Any:
+    """``intervention.value(natural, parents)``; a user's callable that fails becomes a
+    :class:`DataError` naming the node."""
+    try:
+        return intervention.value(natural, parents)
+    except DeepSCMError:
+        raise
+    except Exception as err:  # a user's callable failed
+        raise DataError(f"the intervention on {node!r} raised {type(err).__name__}: {err}") from err

@@ -47,10 +47,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, DeepSCMError, GraphError
+from ..errors import DataError, GraphError
 from ..graph import CausalGraph
 from ..interventions import Intervention as _Intervention
-from ..interventions import Set, as_intervention
+from ..interventions import Set, as_intervention, evaluate
 
 __all__ = [
     "FAMILIES",
@@ -441,14 +441,7 @@ class GroundTruthSCM:
         else:
             arg = None if natural is None else self._labels(v, natural)
             parents = {p: self._labels(p, values[p]) for p in self.parents[v]}
-            try:
-                target = intervention.value(arg, parents)
-            except DeepSCMError:
-                raise
-            except Exception as err:  # a user's callable failed
-                raise DataError(
-                    f"the intervention on {v!r} raised {type(err).__name__}: {err}"
-                ) from err
+            target = evaluate(intervention, v, arg, parents)
         cats = self.categorical.get(v)
         target = np.asarray(target, dtype=object if cats is not None else None)
         if cats is not None:

@@ -38,9 +38,9 @@ from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 from skimage.transform import resize
 
-from ..errors import DataError, DeepSCMError, GraphError
+from ..errors import DataError, GraphError
 from ..interventions import Intervention as _Intervention
-from ..interventions import as_intervention
+from ..interventions import as_intervention, evaluate
 from .base import sigmoid
 from .morphology import SCALE, StrokeMorphology, downscale, render_batch
 
@@ -426,14 +426,7 @@ class MorphoDigits:
         """The value of ``v`` under ``do`` by the rule of :mod:`deepscm.interventions`."""
         if v not in do:
             return natural
-        try:
-            target = do[v].value(natural, parents)
-        except DeepSCMError:
-            raise
-        except Exception as err:  # a user's callable failed
-            raise DataError(
-                f"the intervention on {v!r} raised {type(err).__name__}: {err}"
-            ) from err
+        target = evaluate(do[v], v, natural, parents)
         try:
             return np.broadcast_to(np.asarray(target, dtype=np.float64), natural.shape).copy()
         except (TypeError, ValueError) as e:

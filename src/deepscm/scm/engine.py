@@ -34,7 +34,7 @@ import torch
 
 from ..errors import DataError, DeepSCMError, ExtrapolationWarning
 from ..graph import CausalGraph
-from ..interventions import Intervention, Set, as_intervention
+from ..interventions import Intervention, Set, as_intervention, evaluate
 from ..mechanisms.base import Mechanism
 from ..variables import Schema
 
@@ -52,6 +52,7 @@ __all__ = [
     "encode",
     "exogenous",
     "extrapolation",
+    "interventions",
     "needed_noise",
     "parent_context",
     "propagate",
@@ -171,7 +172,7 @@ def decode(
     """Internal values → a DataFrame in user units. Continuous nodes hard-set by ``world`` are
     returned exactly as given (not through the float32 encoding)."""
     keep = set(values if nodes is None else nodes)
-    do = _interventions(model, world.do) if world is not None else {}
+    do = interventions(model, world.do) if world is not None else {}
     columns: dict[str, Any] = {}
     for var in model.schema:
         if var.name not in keep:
@@ -241,7 +242,7 @@ def needed_noise(model: FittedModel, worlds: Mapping[str, World]) -> set[str]:
     hard-set without reference to their natural value."""
     needed: set[str] = set()
     for world in worlds.values():
-        do = _interventions(model, world.do)
+        do = interventions(model, world.do)
         for node in changed_nodes(model, world):
             if node not in do or do[node].needs_natural:
                 needed.add(node)
@@ -263,7 +264,7 @@ def propagate(
     ``generator`` draws the independent parent values that :class:`Independent` asks for.
     """
     _check_worlds(model, worlds)
-    do = {name: _interventions(model, w.do) for name, w in worlds.items()}
+    do = {name: interventions(model, w.do) for name, w in worlds.items()}
     recompute = {
         name: set(model.graph.nodes) if factual is None else changed_nodes(model, w)
         for name, w in worlds.items()
@@ -364,7 +365,8 @@ def _check_worlds(model: FittedModel, worlds: Mapping[str, World]) -> None:
                 )
 
 
-def _interventions(model: FittedModel, do: Mapping[str, Any]) -> dict[str, Intervention]:
+def interventions(model: FittedModel, do: Mapping[str, Any]) -> dict[str, Intervention]:
+    """Parse and check a ``do=`` mapping: known nodes, values by :func:`as_intervention`."""
     if not isinstance(do, Mapping):
         raise DataError(
             f"do= must be a mapping from node to value, e.g. do={{'t': 1.0}}; got {type(do).__name__}"
@@ -415,12 +417,7 @@ def _assign(
     if isinstance(item, Set):
         return _encode_value(model, node, item.value_, noise, "the intervention")
     decoded = {p: model.schema[p].decode_array(v) for p, v in parents.items()}
-    try:
-        new = item.value(natural, decoded)
-    except DeepSCMError:
-        raise
-    except Exception as err:  # a user's callable failed
-        raise DataError(f"the intervention on {node!r} raised {type(err).__name__}: {err}") from err
+    new = evaluate(item, node, natural, decoded)
     return _encode_value(model, node, new, noise, "the intervention", per_row=True)
 
 

@@ -173,13 +173,8 @@ class DeepSCM:
             chosen = {n: _select(pairs, scores.get(n, {})) for n, pairs in options.items()}
         mechanisms = {n: mech for n, (_, mech) in chosen.items()}
         self.schema, self.mechanisms, self.history, self.device = schema, mechanisms, history, dev
-        self.ranges = {
-            v.name: (
-                data[v.columns].to_numpy(np.float64).min(axis=0).tolist(),
-                data[v.columns].to_numpy(np.float64).max(axis=0).tolist(),
-            )
-            for v in schema if v.kind == "continuous"
-        }
+        columns = {v.name: data[v.columns].to_numpy(np.float64) for v in schema if v.kind == "continuous"}
+        self.ranges = {n: (x.min(axis=0).tolist(), x.max(axis=0).tolist()) for n, x in columns.items()}
         best = {n: scores[n][label] for n, (label, _) in chosen.items() if n in scores}
         self.fit_info = {
             "rows": len(data),
@@ -316,18 +311,9 @@ class DeepSCM:
         if world is None:
             world = World()
         elif not isinstance(world, World):
-            if not isinstance(world, Mapping):
-                raise DataError(
-                    f"do= must be a mapping from node to value, e.g. do={{'t': 1.0}}; got "
-                    f"{type(world).__name__}"
-                )
-            world = World(do=dict(world))
-        for node in world.do:
-            if node not in self.graph:
-                raise DataError(f"unknown node in do(...): {node!r}; the graph has {self.graph.nodes}")
-        do = {**self._interventions, **{k: v for k, v in world.do.items()}}
-        edges = {**self._edges, **dict(world.edges)}
-        return World(do=do, edges=edges)
+            world = World(do=world)
+        engine.interventions(self, world.do)  # known nodes and valid values, checked now
+        return World(do={**self._interventions, **world.do}, edges={**self._edges, **dict(world.edges)})
 
     def _sample_worlds(self, worlds: Mapping[str, World], n: int, seed: int | None) -> dict[str, pd.DataFrame]:
         generator = self._generator(seed)
@@ -414,13 +400,11 @@ class DeepSCM:
         the fitted mechanisms; the original is unchanged.
         """
         self._require_fitted()
-        world = self._world(interventions)
-        for node, spec in interventions.items():
-            item = as_intervention(spec, node)
+        for node, item in engine.interventions(self, interventions).items():
             if isinstance(item, Set) and np.ndim(item.value_) == 0:
                 self.schema[node].encode_values(item.value_, 1)  # validate constants now
         out = copy.copy(self)
-        out._interventions = dict(world.do)
+        out._interventions = {**self._interventions, **interventions}
         return out
 
     @property
