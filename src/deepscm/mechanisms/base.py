@@ -147,12 +147,16 @@ class Mechanism(nn.Module, ABC):
         one backward pass over the sum of their losses: the terms share no weights and Adam's
         update is element-wise, so that equals one step per mechanism, faster."""
         (opt,) = optimizers
-        opt.zero_grad(set_to_none=True)
-        value = self.loss(x, context)
-        value.backward()
+        return self.optimise(opt, self.loss(x, context))
+
+    def optimise(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
+        """One step of ``optimizer`` on ``loss``, gradients clipped to :data:`MAX_GRAD_NORM`;
+        returns the detached loss (for a mechanism's own :meth:`training_step`)."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
         nn.utils.clip_grad_norm_(self.parameters(), MAX_GRAD_NORM)
-        opt.step()
-        return value.detach()
+        optimizer.step()
+        return loss.detach()
 
     def validation_score(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Held-out score, lower is better (the mean :meth:`loss` by default). Called without
