@@ -244,14 +244,6 @@ replications; the benchmark here uses 90/10 with validation carved from the 90."
 
 
 # -------------------------------------------------------------------------------------- NHEFS
-def _nhefs_frame() -> pd.DataFrame:
-    try:
-        from causaldata import nhefs
-    except ImportError as exc:
-        raise ImportError(
-            "load_nhefs needs the NHEFS data of the causaldata package: pip install causaldata"
-        ) from exc
-    return nhefs.load_pandas().data
 
 
 def load_nhefs(design: str = "raw") -> EffectData:
@@ -270,7 +262,7 @@ def load_nhefs(design: str = "raw") -> EffectData:
     """
     if design not in ("raw", "book"):
         raise DataError(f"design must be 'raw' or 'book', got {design!r}")
-    df = _nhefs_frame()
+    df = _causaldata_frame("nhefs", "load_nhefs needs the NHEFS data")
     df = df.loc[df["wt82"].notna()].reset_index(drop=True)
     x = pd.DataFrame(index=df.index)
     for col in NHEFS_COVARIATES:
@@ -323,15 +315,15 @@ LALONDE_COVARIATES = (
 #: The experimental benchmark: mean re78 of the 185 NSW treated minus that of the 260 NSW
 #: controls (Dehejia & Wahba 1999 sample), in 1978 dollars.
 LALONDE_EXPERIMENTAL_ATT = 1794.34
+_LALONDE_NEED = "load_lalonde needs the LaLonde data"
 
 
-def _causaldata_frame(name: str) -> pd.DataFrame:
+def _causaldata_frame(name: str, need: str) -> pd.DataFrame:
+    """Table ``name`` of the causaldata package; ``need`` says who needs it if it is missing."""
     try:
         module = __import__(f"causaldata.{name}", fromlist=["load_pandas"])
     except ImportError as exc:
-        raise ImportError(
-            "load_lalonde needs the LaLonde data of the causaldata package: pip install causaldata"
-        ) from exc
+        raise ImportError(f"{need} of the causaldata package: pip install causaldata") from exc
     return module.load_pandas().data
 
 
@@ -351,9 +343,9 @@ def load_lalonde(controls: str = "cps") -> EffectData:
     """
     if controls not in ("cps", "nsw"):
         raise DataError(f"controls must be 'cps' or 'nsw', got {controls!r}")
-    nsw = _causaldata_frame("nsw_mixtape")
+    nsw = _causaldata_frame("nsw_mixtape", _LALONDE_NEED)
     df = nsw if controls == "nsw" else pd.concat(
-        [nsw.loc[nsw["treat"] == 1], _causaldata_frame("cps_mixtape")], ignore_index=True
+        [nsw.loc[nsw["treat"] == 1], _causaldata_frame("cps_mixtape", _LALONDE_NEED)], ignore_index=True
     )
     df = df.reset_index(drop=True)
     x = df[["age", "educ", "black", "hisp", "marr", "nodegree", "re74", "re75"]].astype(float)
