@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.util import find_spec
@@ -321,7 +323,8 @@ _LALONDE_NEED = "load_lalonde needs the LaLonde data"
 def _causaldata_frame(name: str, need: str) -> pd.DataFrame:
     """Table ``name`` of the causaldata package; ``need`` says who needs it if it is missing."""
     try:
-        module = __import__(f"causaldata.{name}", fromlist=["load_pandas"])
+        importlib.import_module("causaldata")  # the package first: its absence is what to report
+        module = importlib.import_module(f"causaldata.{name}")
     except ImportError as exc:
         raise ImportError(f"{need} of the causaldata package: pip install causaldata") from exc
     return module.load_pandas().data
