@@ -1,0 +1,110 @@
+"""CCGM: NOTEARS, the augmented Lagrangian, edge removal without retraining, a tabular fit."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deepscm.errors import ConfigError, DataError, GraphError, NotFittedError
+from deepscm.models import CCGM, AugmentedLagrangian, notears
+
+
+def test_notears_zero_for_dag_positive_for_cycle():
+    dag = torch.tensor([[0.0, 1.3, -0.4], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
+    assert float(notears(dag)) == pytest.approx(0.0, abs=1e-6)
+    cycle = torch.tensor([[0.0, 1.0], [0.5, 0.0]])
+    # tr[(I + M)^2] − 2 = 2 a² b² for the 2-cycle with weights a, b
+    assert float(notears(cycle)) == pytest.approx(2 * 1.0 * 0.25)
+
+
+def test_augmented_lagrangian_update_rule():
+    al = AugmentedLagrangian()
+    assert float(al.penalty(torch.tensor(2.0))) == pytest.approx(0 * 2 + 0.5 * 1 * 4)
+    al.update(1.0)
+    assert (al.lam, al.c) == (1.0, 1.0)  # no previous H: c kept
+    al.update(0.95)  # did not shrink below 0.9 · 1.0: c doubles
+    assert (al.lam, al.c) == pytest.approx((1.95, 2.0))
+    al.update(0.5)  # shrank: c kept
+    assert (al.lam, al.c) == pytest.approx((2.95, 2.0))
+
+
+def _linear(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, n)
+    z = rng.uniform(-1, 1, n)
+    return pd.DataFrame({"x": x, "z": z, "y": 2.0 * x - z + 0.05 * rng.standard_normal(n)})
+
+
+@pytest.fixture(scope="module")
+def tabular():
+    return CCGM(["x", "z", "y"], ["x", "z"], graph="x -> y; z -> y", variant="tabular", hidden=8).fit(
+        _linear(600, 0), epochs=25, pretrain_epochs=5, batch_size=64, lr=1e-2, progress=False)
+
+
+def test_tabular_fit_recovers_linear_effect(tabular):
+    units = _linear(200, 1)
+    hi = tabular.counterfactual(units, do={"x": 0.5})
+    lo = tabular.counterfactual(units, do={"x": -0.5})
+    assert float((hi.y - lo.y).mean()) == pytest.approx(2.0, abs=0.2)
+    assert tabular.acyclicity() == 0.0
+
+
+def test_zeroing_an_edge_removes_the_dependence(tabular):
+    full = tabular.sample(2000, seed=0)
+    assert np.corrcoef(full.x, full.y)[0, 1] > 0.8
+    cut = tabular.without_edges([("x", "y")])
+    draws = cut.sample(2000, seed=0)
+    shifted = {"x": draws.x + 0.5}
+    assert np.allclose(cut.counterfactual(draws, do=shifted).y, draws.y, atol=1e-5)  # x no longer reaches y
+    assert float((tabular.counterfactual(draws, do=shifted).y - tabular.counterfactual(draws).y).mean()) > 0.8
+    assert np.corrcoef(draws.z, draws.y)[0, 1] < -0.9  # the other parent still acts
+    assert cut.adjacency.loc["x", "y"] == 0 and tabular.adjacency.loc["x", "y"] != 0  # original untouched
+    # the edited child reads x at its edge reference (the mid-range) through the removed edge
+    ref = cut.edge_reference("x")
+    pinned = tabular.counterfactual(draws, do={"x": ref})
+    assert np.allclose(pinned.y, cut.counterfactual(draws).y, atol=1e-4)
+
+
+def test_residual_noise_keeps_the_units_own_residual():
+    df = _linear(400, 3)
+    m = CCGM(["x", "z", "y"], ["x", "z"], graph="x -> y; z -> y", variant="tabular", noise="residual",
+             hidden=4).fit(df, epochs=5, batch_size=64, lr=1e-2, progress=False)
+    assert np.allclose(m.counterfactual(df.head(50)).y, df.y.head(50), atol=1e-4)  # null intervention
+    assert m.sample(500, seed=1).y.std() > 0
+
+
+def test_label_variant_learns_graph_and_edits():
+    df = _linear(400, 4)
+    m = CCGM(["x", "z", "y"], ["x", "z"], variant="label", hidden=8).fit(df, epochs=3, batch_size=50, progress=False)
+    assert m.adjacency.loc["x", "y"] > 0.5 and m.adjacency.loc["z", "y"] < -0.2  # pre-training found A
+    cut = m.without_edges([("x", "y")])
+    a = cut.counterfactual(df.head(20), do={"x": 0.9})
+    b = cut.counterfactual(df.head(20), do={"x": -0.9})
+    assert np.allclose(a.y, b.y, atol=1e-5)
+
+
+def test_bad_input(tabular):
+    with pytest.raises(GraphError, match="not an edge"):
+        tabular.without_edges([("y", "x")])
+    with pytest.raises(GraphError, match="not an edge"):
+        tabular.without_edges([("x", "z")])
+    with pytest.raises(GraphError, match="already removed"):
+        tabular.without_edges([("x", "y")]).without_edges([("x", "y")])
+    with pytest.raises(GraphError, match="do not name|does not name"):
+        tabular.without_edges([("x", "w")])
+    with pytest.raises(GraphError, match="cannot intervene"):
+        tabular.sample(10, do={"w": 1})
+    with pytest.raises(DataError, match="lack"):
+        tabular.counterfactual(pd.DataFrame({"x": [0.0]}))
+    with pytest.raises(GraphError, match="exogenous"):
+        CCGM(["x", "y"], ["x"], graph="y -> x")
+    with pytest.raises(ConfigError):
+        CCGM(["x", "y"], ["x"], variant="gan")
+    with pytest.raises(ConfigError):
+        CCGM(["x", "y"], ["x", "y"])
+    with pytest.raises(NotFittedError):
+        CCGM(["x", "y"], ["x"]).sample(3)
+    bad = _linear(50, 0)
+    bad.loc[3, "y"] = np.nan
+    with pytest.raises(DataError, match="finite"):
+        CCGM(["x", "z", "y"], ["x", "z"], variant="tabular").fit(bad, progress=False)
