@@ -175,7 +175,7 @@ def test_unseen_category_and_unknown_node_at_query_time(mixed_model):
 
 
 def test_nan_loss_stops_training_and_leaves_the_model_untouched(chain_model, monkeypatch):
-    scm = ds.DeepSCM("x1 -> x2 -> x3")
+    scm = ds.DeepSCM("x1 -> x2 -> x3", mechanisms="flow")
     monkeypatch.setattr(ConditionalFlow, "loss", lambda self, x, c: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(ds.TrainingError, match="loss of 'x1' became nan at epoch 1"):
         scm.fit(linear_chain(500), **FAST)

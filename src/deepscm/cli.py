@@ -412,10 +412,10 @@ def main() -> None:
               show_default=True, help="Rows held out for early stopping.")
 @click.option("--patience", type=click.IntRange(min=1), default=20, show_default=True,
               help="Epochs without held-out improvement before a node stops.")
-@click.option("--mechanism", type=click.Choice(registry.names(), case_sensitive=False), default="flow",
+@click.option("--mechanism", type=click.Choice(registry.names(), case_sensitive=False), default="auto",
               show_default=True,
-              help="Mechanism of every node it can model, from the registry ('auto' selects per "
-                   "node by held-out likelihood); other nodes get their kind's default.")
+              help="Mechanism of every node it can model, from the registry; 'auto' (and every "
+                   "node it cannot model) selects per node by held-out likelihood.")
 @click.option("--categorical", multiple=True, metavar="NODE",
               help="Treat NODE as categorical (repeatable); overrides the inferred kind.")
 @click.option("--continuous", multiple=True, metavar="NODE",
@@ -472,7 +472,9 @@ def _fit_summary(scm, out: str, seconds: float) -> str:
         var = scm.schema[node]
         ll = info.get("val_log_prob", {}).get(node)
         ll_text = "-" if ll is None else f"{ll:.3f}"
-        best = history.best_epoch.get(node) if history is not None else None
+        selection = info.get("selection", {}).get(node)
+        term = node if selection is None else f"{node} [{selection['chosen']}]"
+        best = history.best_epoch.get(term) if history is not None else None
         lines.append(
             f"{node:<20} {var.kind:<12} {type(scm.mechanisms[node]).__name__:<16} "
             f"{'-' if best is None else best + 1:>10} {ll_text:>17}"

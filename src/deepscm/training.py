@@ -134,7 +134,7 @@ def train(
     optimiser = (
         torch.optim.Adam(
             [{"params": list(terms[n].module.parameters())} for n in joint],
-            lr=lr, weight_decay=weight_decay,
+            lr=lr, weight_decay=weight_decay, foreach=True,  # one multi-tensor update
         )
         if joint else None
     )

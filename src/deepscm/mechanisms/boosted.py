@@ -4,25 +4,16 @@ The location is a least-squares line plus scikit-learn's ``HistGradientBoostingR
 fitted to its residuals: the trees capture non-linear effects and interactions as well as the
 tabular regressors DoWhy-gcm's auto-assignment picks, while the linear part lets the location
 extrapolate linearly beyond the training range (trees are constant there). The noise ``u`` is
-the additive residual, its prior a Gaussian kernel density of the training residuals
-``r_j`` (Silverman's bandwidth ``h``) mixed with a defensive Gaussian of the residuals'
-standard deviation ``s`` (weight ``w``, so a held-out residual in the tails is not scored as
-impossible), which defines a likelihood comparable with other mechanisms:
-
-.. math::
-
-    p(x \\mid pa) = (1 - w)\\,\\frac{1}{m} \\sum_{j=1}^{m} N(u - r_j;\\, 0, h^2)
-                     + w\\, N(u;\\, 0, s^2), \\qquad u = x - \\mu(pa)
-
-Abduction is exact, ``u = x − μ(pa)`` (an additive noise model, Hoyer et al. 2009), and
-sampling draws ``u`` from the kernel density. Fitting is closed-form on the training rows
+the additive residual, its prior the kernel density of the training residuals of
+:class:`~deepscm.mechanisms.residual_density.ResidualDensity` (a likelihood comparable with
+other mechanisms'). Abduction is exact, ``u = x − μ(pa)`` (an additive noise model, Hoyer et
+al. 2009), and sampling draws ``u`` from the kernel density. Fitting is closed-form on the training rows
 (no gradient steps). The trees are stored as tensors (split feature, threshold, children,
 leaf value), so the model saves to safetensors and predicts on any device without pickle.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -30,14 +21,9 @@ import torch
 
 from ..errors import ConfigError
 from .base import Mechanism, MechanismSpec, positive_int
+from .residual_density import ResidualDensity
 
 __all__ = ["BoostedAdditive"]
-
-_LOG_2PI = math.log(2 * math.pi)
-#: rows per block of the kernel-density evaluation.
-_KDE_ROWS = 4096
-#: weight of the defensive Gaussian in the noise density.
-_DEFENSIVE = 0.05
 
 
 class BoostedAdditive(Mechanism):
@@ -73,9 +59,10 @@ class BoostedAdditive(Mechanism):
         d, c = spec.x_dim, spec.context_dim
         self.register_buffer("weight", torch.zeros(d, c))
         self.register_buffer("bias", torch.zeros(d))
-        self._allocate(trees=0, nodes=1, residuals=0)
+        self.noise = ResidualDensity(d, self.hparams["max_residuals"])
+        self._allocate(trees=0, nodes=1)
 
-    def _allocate(self, trees: int, nodes: int, residuals: int) -> None:
+    def _allocate(self, trees: int, nodes: int) -> None:
         d = self.spec.x_dim
         self.register_buffer("feature", torch.zeros(d, trees, nodes, dtype=torch.long))
         self.register_buffer("threshold", torch.zeros(d, trees, nodes))
@@ -84,9 +71,6 @@ class BoostedAdditive(Mechanism):
         self.register_buffer("leaf", torch.zeros(d, trees, nodes, dtype=torch.bool))
         self.register_buffer("value", torch.zeros(d, trees, nodes))
         self.register_buffer("baseline", torch.zeros(d))
-        self.register_buffer("residuals", torch.zeros(residuals, d))
-        self.register_buffer("bandwidth", torch.ones(d))
-        self.register_buffer("spread", torch.ones(d))
 
     # ------------------------------------------------------------------ fitting
     def after_fit(self, x: torch.Tensor, context: torch.Tensor) -> None:
@@ -113,11 +97,9 @@ class BoostedAdditive(Mechanism):
                 tables.append(_tree_tables(model))
         trees = max((len(t["value"]) for t in tables), default=0)
         nodes = max((t["value"].shape[1] for t in tables), default=1)
-        residual = torch.as_tensor(linear_residual, dtype=torch.float32)
-        keep = self.hparams["max_residuals"]
         self.weight = torch.as_tensor(solution[:-1].T, dtype=torch.float32)
         self.bias = torch.as_tensor(solution[-1], dtype=torch.float32).reshape(-1)
-        self._allocate(trees, nodes, 0)
+        self._allocate(trees, nodes)
         for j, table in enumerate(tables):
             for name, array in table.items():
                 if name == "baseline":
@@ -131,23 +113,17 @@ class BoostedAdditive(Mechanism):
                     target[j, :t, k:] = True
         self.to(device)
         with torch.no_grad():
-            residual = x.detach().float() - self.mean(context.detach().float())
-        self.spread = residual.std(dim=0).clamp_min(1e-3)
-        if len(residual) > keep:
-            g = torch.Generator(device=device).manual_seed(0)
-            residual = residual[torch.randperm(len(residual), generator=g, device=device)[:keep]]
-        self.residuals = residual.contiguous()
-        scale = torch.minimum(residual.std(dim=0), _iqr(residual) / 1.34).clamp_min(1e-3)
-        self.bandwidth = 0.9 * scale * len(residual) ** -0.2
+            self.noise.fit(x.detach().float() - self.mean(context.detach().float()))
 
     def extra_config(self) -> dict[str, Any]:
         return {
             "trees": int(self.value.shape[1]), "nodes": int(self.value.shape[2]),
-            "residuals": int(self.residuals.shape[0]),
+            "residuals": int(self.noise.residuals.shape[0]),
         }
 
     def load_extra_config(self, state: dict[str, Any]) -> None:
-        self._allocate(int(state["trees"]), int(state["nodes"]), int(state["residuals"]))
+        self._allocate(int(state["trees"]), int(state["nodes"]))
+        self.noise.allocate(int(state["residuals"]))
 
     # ------------------------------------------------------------------ the mechanism
     def mean(self, context: torch.Tensor) -> torch.Tensor:
@@ -177,27 +153,10 @@ class BoostedAdditive(Mechanism):
         return torch.stack(out, dim=1)
 
     def log_prob(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        u = x - self.mean(context)  # (n, d)
-        parts = []
-        for first in range(0, len(u), _KDE_ROWS):  # bounds the (rows, residuals, d) kernel
-            z = (u[first : first + _KDE_ROWS].unsqueeze(1) - self.residuals.unsqueeze(0)) / self.bandwidth
-            kernel = -0.5 * z.square() - self.bandwidth.log() - 0.5 * _LOG_2PI
-            kde = torch.logsumexp(kernel, dim=1) - math.log(len(self.residuals))
-            block = u[first : first + _KDE_ROWS] / self.spread
-            wide = -0.5 * block.square() - self.spread.log() - 0.5 * _LOG_2PI
-            mixed = torch.logaddexp(kde + math.log(1 - _DEFENSIVE), wide + math.log(_DEFENSIVE))
-            parts.append(mixed.sum(-1))
-        return torch.cat(parts) if parts else u.sum(-1)
+        return self.noise.log_prob(x - self.mean(context))
 
     def sample_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """Draws from the noise density: a residual plus kernel jitter, or (with probability
-        ``w``) the defensive Gaussian."""
-        dev = generator.device
-        idx = torch.randint(len(self.residuals), (n,), generator=generator, device=dev)
-        jitter = torch.randn(n, self.spec.x_dim, generator=generator, device=dev)
-        wide = torch.rand(n, 1, generator=generator, device=dev) < _DEFENSIVE
-        kde = self.residuals.to(dev)[idx] + self.bandwidth.to(dev) * jitter
-        return torch.where(wide, self.spread.to(dev) * jitter, kde)
+        return self.noise.sample(n, generator)
 
     def sample(self, context: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return self.mean(context) + noise
@@ -223,7 +182,3 @@ def _tree_tables(model: Any) -> dict[str, np.ndarray]:
     tables["baseline"] = np.asarray(model._baseline_prediction).reshape(-1)[0]
     return tables
 
-
-def _iqr(values: torch.Tensor) -> torch.Tensor:
-    q = torch.quantile(values, torch.tensor([0.25, 0.75], device=values.device), dim=0)
-    return q[1] - q[0]

@@ -13,6 +13,7 @@ from typing import Union
 
 from ..errors import ConfigError
 from .additive import AdditiveNoise
+from .hvae import HierarchicalVAE
 from .base import Mechanism
 from .boosted import BoostedAdditive
 from .categorical import Categorical
@@ -23,6 +24,7 @@ from .vae import ConditionalVAE
 
 __all__ = [
     "AUTO", "MechanismChoice", "REGISTRY", "aliases", "candidates", "default_for", "make",
+    "nonlinear_candidate",
     "names", "register", "resolve", "unregister",
 ]
 
@@ -75,24 +77,34 @@ register(AdditiveNoise, aliases=("additive", "anm"))
 register(LinearGaussian, aliases=("linear", "linear-gaussian"))
 register(BoostedAdditive, aliases=("boosted", "hgb"))
 register(Diffusion, aliases=("diffusion", "ddim", "dcm"))
+register(HierarchicalVAE, aliases=("hvae", "hierarchical-vae"))
 
 
-#: node kind → the candidates ``mechanisms="auto"`` compares, simplest first: (label, factory).
+#: node kind → the candidates automatic selection compares, simplest first: (label, factory).
 _CANDIDATES: dict[str, list[tuple[str, Callable[[], Mechanism]]]] = {
     "continuous": [
         ("linear", LinearGaussian),
+        ("linear, kde noise", lambda: LinearGaussian(noise="kde")),
         ("boosted additive", BoostedAdditive),
-        ("location-scale flow", lambda: ConditionalFlow(flow="maf")),
         ("spline flow", ConditionalFlow),
     ],
     "discrete": [("categorical", Categorical)],
     "image": [("vae", ConditionalVAE)],
 }
+#: candidates fitted only when the simplest candidate's noise depends on the node's parents
+#: (a linear model does not explain how they act).
+_NONLINEAR = frozenset({"boosted additive", "spline flow"})
 
 
 def candidates(kind: str) -> list[tuple[str, Mechanism]]:
     """Fresh candidates for a node kind, simplest first, as ``(label, mechanism)`` pairs."""
     return [(label, factory()) for label, factory in _CANDIDATES[kind]]
+
+
+def nonlinear_candidate(label: str) -> bool:
+    """Whether a candidate is one that models non-linear effects of the parents (fitted only
+    when the linear candidates leave the noise dependent on the parents)."""
+    return label in _NONLINEAR
 
 
 def names() -> list[str]:

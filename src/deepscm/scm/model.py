@@ -38,7 +38,7 @@ from ..variables import Schema, Variable, VariableSpec, stack_images
 from . import engine
 from .engine import Independent, Noise, World, parent_context
 
-__all__ = ["AUTO_TOLERANCE", "DeepSCM", "MIN_ROWS"]
+__all__ = ["AUTO_TOLERANCE", "DeepSCM", "MIN_ROWS", "NOISE_TEST_LEVEL"]
 
 #: scalars processed at once per node when sampling, to bound memory.
 _CHUNK = 1 << 16
@@ -47,6 +47,10 @@ MIN_ROWS = 10
 #: under ``mechanisms="auto"``, a simpler candidate is kept while its held-out negative
 #: log-likelihood is within this many nats per row of the best candidate's.
 AUTO_TOLERANCE = 0.01
+#: under automatic selection, a node's gradient-trained candidates (flows) are skipped when
+#: the HSIC test of its simplest (linear) candidate's noise against its parents has a p-value
+#: of at least this: the linear model then explains how the parents act.
+NOISE_TEST_LEVEL = 0.05
 
 
 class DeepSCM:
@@ -57,9 +61,14 @@ class DeepSCM:
         mechanisms: per node a :class:`~deepscm.mechanisms.Mechanism` instance, class or
             registered name (see ``deepscm.mechanisms.registry.names()``: ``"flow"``,
             ``"additive"``, ``"vae"``, ``"categorical"``, …); or one such value used for every
-            node of a kind it handles. Unspecified nodes get the registry's default for their
-            kind (a flow when continuous, Gumbel-max when discrete, a VAE when an image).
-            Instances are copied, never mutated.
+            node of a kind it handles. ``"auto"`` — the default, and what every unspecified
+            node gets — selects per node at :meth:`fit`: for a continuous node the linear
+            candidates (Gaussian or kernel-density noise, closed form), and only when the
+            linear noise depends on the parents (HSIC test) also gradient-boosted additive noise
+            and the spline flow, keeping the simplest candidate whose held-out likelihood is
+            within :data:`AUTO_TOLERANCE` of the best (``fit_info["selection"]``,
+            :meth:`summary`); Gumbel-max for a discrete node, a VAE for an image. Instances are
+            copied, never mutated.
         variables: per node a :class:`~deepscm.variables.Variable`, a kind (``"continuous"``,
             ``"binary"``, ``"categorical"``, ``"image"``) or a list of columns (a continuous
             vector); everything else is inferred from the data at :meth:`fit`. An image node
@@ -152,7 +161,23 @@ class DeepSCM:
             n_val = int(round(val_fraction * len(data)))
             val_rows, train_rows = rows[:n_val], rows[n_val:]
             if n_val == 0 and any(len(pairs) > 1 for pairs in options.values()):
-                raise ConfigError('mechanisms="auto" selects on held-out rows: give val_fraction > 0')
+                raise ConfigError(
+                    "automatic mechanism selection compares candidates on held-out rows: give "
+                    "val_fraction > 0, or choose the mechanisms (mechanisms=...)"
+                )
+            # the linear candidates first (closed form); a node's non-linear candidates are
+            # fitted only when the linear model leaves its noise dependent on its parents
+            noise_test, prefitted = {}, set()
+            for n, pairs in options.items():
+                if len(pairs) == 1:
+                    continue
+                for label, mech in pairs:
+                    if not registry.nonlinear_candidate(label) and _closed_form(mech):
+                        mech.after_fit(values[n][train_rows], contexts[n][train_rows])
+                        prefitted.add(id(mech))
+                noise_test[n] = _noise_independence(pairs[0][1], values[n], contexts[n], train_rows, seed)
+                if noise_test[n]["independent"]:
+                    options[n] = [(label, m) for label, m in pairs if not registry.nonlinear_candidate(label)]
             terms = {
                 _term_name(n, label, len(pairs)): _term(mech, values[n], contexts[n], lr, generator)
                 for n, pairs in options.items() for label, mech in pairs
@@ -165,7 +190,8 @@ class DeepSCM:
             scores: dict[str, dict[str, float]] = {}
             for n, pairs in options.items():
                 for label, mech in pairs:
-                    mech.after_fit(values[n][train_rows], contexts[n][train_rows])
+                    if id(mech) not in prefitted:
+                        mech.after_fit(values[n][train_rows], contexts[n][train_rows])
                     if n_val:
                         score = lambda r, m=mech, n=n: m.validation_score(values[n][r], contexts[n][r])  # noqa: E731
                         scores.setdefault(n, {})[label] = evaluate(mech, score, val_rows)
@@ -198,26 +224,27 @@ class DeepSCM:
                 for n, mech in mechanisms.items() if mech.abduction == "approximate"
             },
             # nodes with several candidates (mechanisms="auto"): each one's held-out score
+            # nodes selected automatically: each candidate's held-out score, and the HSIC test
+            # of the simplest candidate's noise against the parents that decided whether the
+            # gradient-trained candidates were fitted at all
             "selection": {
-                n: {"chosen": chosen[n][0], "scores": scores[n], "tolerance": AUTO_TOLERANCE}
-                for n, pairs in options.items() if len(pairs) > 1
+                n: {"chosen": chosen[n][0], "scores": scores[n], "tolerance": AUTO_TOLERANCE,
+                    "noise_test": noise_test[n]}
+                for n in noise_test
             },
         }
         return self
 
     def _make_candidates(self, node: str, schema: Schema) -> list[tuple[str, Mechanism]]:
-        """``[(label, mechanism)]``: one pair, or the registry's candidates for ``"auto"``."""
-        choice = self._mechanism_choice
-        if isinstance(choice, Mapping):
-            choice = choice.get(node)
-        if not (isinstance(choice, str) and choice.lower() == registry.AUTO):
-            mech = self._make_mechanism(node, schema)
-            return [(type(mech).__name__, mech)]
-        var = schema[node]
-        kind = "discrete" if var.discrete else "image" if var.is_image else "continuous"
-        pairs = registry.candidates(kind)
-        for _, mech in pairs:
+        """``[(label, mechanism)]``: the one the user chose, or — by default and for
+        ``"auto"`` — the registry's candidates for the node's kind, simplest first."""
+        mech = self._chosen_mechanism(node, schema)
+        if mech is not None:
             mech.build(self._spec(node, schema))
+            return [(type(mech).__name__, mech)]
+        pairs = registry.candidates(_kind(schema[node]))
+        for _, candidate in pairs:
+            candidate.build(self._spec(node, schema))
         return pairs
 
     def _spec(self, node: str, schema: Schema) -> MechanismSpec:
@@ -225,30 +252,33 @@ class DeepSCM:
         context_dim = sum(schema[p].context_dim for p in self.graph.parents(node))
         return MechanismSpec(var.dim, context_dim, var.n_categories, var.tensor_shape)
 
-    def _make_mechanism(self, node: str, schema: Schema) -> Mechanism:
+    def _chosen_mechanism(self, node: str, schema: Schema) -> Mechanism | None:
+        """The mechanism the user chose for ``node``, or ``None`` for automatic selection (no
+        choice, ``"auto"``, or one choice for every node that does not handle this kind)."""
         var = schema[node]
         choice = self._mechanism_choice
         per_node = isinstance(choice, Mapping)
         if per_node:
             choice = choice.get(node)
-        kind = "discrete" if var.discrete else "image" if var.is_image else "continuous"
-        mech = registry.make(choice) if choice is not None else None
-        if mech is not None and kind not in mech.handles:
-            if not per_node:
-                mech = None  # a single default choice applies to the kinds it handles
-            else:
-                raise ConfigError(
-                    f"node {node!r} is {var.kind} but {type(mech).__name__} models "
-                    f"{'/'.join(sorted(mech.handles))} nodes; choose another mechanism"
-                )
-        if mech is None:
-            mech = registry.default_for(kind)
-        mech.build(self._spec(node, schema))
-        return mech
+        if choice is None or (isinstance(choice, str) and choice.lower() == registry.AUTO):
+            return None
+        kind = _kind(var)
+        mech = registry.make(choice)
+        if kind in mech.handles:
+            return mech
+        if not per_node:
+            return None  # a single choice applies to the kinds it handles
+        raise ConfigError(
+            f"node {node!r} is {var.kind} but {type(mech).__name__} models "
+            f"{'/'.join(sorted(mech.handles))} nodes; choose another mechanism"
+        )
 
     def summary(self) -> pd.DataFrame:
         """One row per node: kind, mechanism, abduction and likelihood kinds, the held-out
-        score, and — under ``mechanisms="auto"`` — every candidate's held-out score."""
+        score, and — for nodes selected automatically — every candidate's held-out score (the
+        chosen one starred) and the p-value of the HSIC test of the linear candidate's noise
+        against the parents (below :data:`NOISE_TEST_LEVEL`, the non-linear candidates were
+        fitted too; ``None`` for a root)."""
         self._require_fitted()
         rows = []
         for node in self.graph.nodes:
@@ -268,6 +298,7 @@ class DeepSCM:
                     f"{label}{' *' if label == selection['chosen'] else ''} {score:.4f}"
                     for label, score in selection["scores"].items()
                 ),
+                "linear noise test p": None if selection is None else selection["noise_test"]["p_value"],
             })
         return pd.DataFrame(rows).set_index("node")
 
@@ -676,6 +707,38 @@ def _reconstruction_error(
     with torch.no_grad():
         error = (mech.sample(ctx[rows], mech.abduct(x[rows], ctx[rows])) - x[rows]).abs()
     return {"mean": float(error.mean()), "max": float(error.max()), "rows": len(rows)}
+
+
+def _closed_form(mech: Mechanism) -> bool:
+    """Whether a mechanism is fitted in closed form (:meth:`Mechanism.after_fit`), without
+    gradient steps: it has no trainable weights."""
+    return not any(p.requires_grad for p in mech.parameters())
+
+
+def _noise_independence(
+    mech: Mechanism, x: torch.Tensor, ctx: torch.Tensor, rows: torch.Tensor, seed: int
+) -> dict[str, Any]:
+    """HSIC test (:func:`deepscm.evaluation.validation.hsic_test`, on at most 1,000 training
+    rows) of the fitted closed-form ``mech``'s abducted noise against the parents.
+
+    Independent noise (``p ≥`` :data:`NOISE_TEST_LEVEL`) means the closed-form model explains
+    how the parents act (an additive model, Hoyer et al. 2009), so no gradient-trained
+    candidate is fitted. A root is independent by definition, unless it is a vector (the
+    closed-form noise densities are per column)."""
+    if not mech.spec.context_dim:
+        independent = mech.spec.x_dim == 1
+        return {"p_value": None, "independent": independent}
+    from ..evaluation.validation import hsic_test
+
+    with torch.no_grad():
+        noise = mech.abduct(x[rows], ctx[rows])
+    _, p, n = hsic_test(noise.cpu().numpy(), ctx[rows].cpu().numpy(), rng=seed)
+    return {"p_value": p, "rows": n, "independent": p >= NOISE_TEST_LEVEL and mech.spec.x_dim == 1}
+
+
+def _kind(var: Variable) -> str:
+    """The registry's kind of a variable: ``"discrete"``, ``"image"`` or ``"continuous"``."""
+    return "discrete" if var.discrete else "image" if var.is_image else "continuous"
 
 
 def _term_name(node: str, label: str, n_candidates: int) -> str:
