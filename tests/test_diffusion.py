@@ -243,13 +243,15 @@ def test_aliases_and_hyper_parameters():
     mech = Diffusion()
     assert mech.hparams == {"steps": 100, "beta_start": 1e-4, "beta_end": 0.1,
                                 "hidden_features": [64, 128], "time_frequencies": 4,
-                                "inference_steps": None, "refine": 4, "ema_decay": 0.995}
+                                "inference_steps": None, "refine": 4, "ema_decay": 0.995,
+                                "unet_channels": [16, 32, 64]}
     assert mech.abduction == "approximate" and mech.likelihood == "none"
-    assert mech.handles == frozenset({"continuous"})
+    assert mech.handles == frozenset({"continuous", "image"})
     bad = [{"steps": 0}, {"beta_start": 0.0}, {"beta_end": 1.0}, {"beta_start": 0.2},
            {"inference_steps": 0}, {"inference_steps": 101}, {"refine": -1},
            {"refine": 1.5}, {"time_frequencies": -2}, {"hidden_features": [0]},
-           {"ema_decay": 1.0}, {"ema_decay": -0.1}]
+           {"ema_decay": 1.0}, {"ema_decay": -0.1}, {"unet_channels": []},
+           {"unet_channels": [8, 0]}]
     for kwargs in bad:
         with pytest.raises(ConfigError):
             Diffusion(**kwargs)

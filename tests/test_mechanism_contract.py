@@ -41,6 +41,8 @@ TINY = {
     "ConditionalVAE": dict(latent_dim=2, channels=(4,), hidden=(16,), kl_warmup_steps=20),
     "AdversarialLocationScale": dict(hidden_features=(8,), critic_features=(32, 32)),
     "TinyDDIM": dict(hidden_features=(32, 32)),
+    "Diffusion": dict(unet_channels=(4, 8)),
+    "HierarchicalVAE": dict(latent_dims=(2, 2), channels=(4,), hidden=(16,), kl_warmup_steps=20),
 }
 KINDS = {"scalar": "continuous", "vector": "continuous", "discrete": "discrete", "image": "image"}
 N = 400
@@ -52,8 +54,13 @@ def family(name: str) -> type:
     return IN_TEST.get(name) or registry.REGISTRY[name]
 
 
-def tiny(name: str) -> ds.mechanisms.Mechanism:
-    return family(name)(**TINY.get(name, {}))
+#: per node kind, further settings: an image diffusion needs no 100 noise levels to show the
+#: contract, and each level is a U-Net pass.
+TINY_BY_KIND = {("Diffusion", "image"): dict(steps=10)}
+
+
+def tiny(name: str, kind: str | None = None) -> ds.mechanisms.Mechanism:
+    return family(name)(**TINY.get(name, {}), **TINY_BY_KIND.get((name, kind), {}))
 
 
 CASES = [
@@ -106,7 +113,7 @@ def frame(kind: str, n: int = N, seed: int = 0) -> tuple[pd.DataFrame, dict]:
 def fit(name: str, kind: str, epochs: int = 10, seed: int = 0, n: int = N):
     df, variables = frame(kind, n)
     parents = ds.mechanisms.AdditiveNoise(hidden_features=(4,))
-    scm = ds.DeepSCM("a -> x; b -> x", mechanisms={"a": parents, "b": parents, "x": tiny(name)},
+    scm = ds.DeepSCM("a -> x; b -> x", mechanisms={"a": parents, "b": parents, "x": tiny(name, kind)},
                      variables=variables)
     scm.fit(df, epochs=epochs, batch_size=100, seed=seed, device="cpu", progress=False)
     return scm, df

@@ -2,6 +2,7 @@
 errors, for comparing a model's samples and counterfactuals with a ground-truth SCM; effect errors
 (√PEHE, ATE error) for treatment-effect estimators."""
 
+from .cld import counterfactual_latent_divergence, fit_image_embedding
 from .effects import ate_error, pehe
 from .falsification import FalsificationResult, falsify, local_markov_conditions
 from .metrics import (
@@ -14,6 +15,7 @@ from .metrics import (
     mmd_dcm,
     wasserstein1,
 )
+from .soundness import composition, effectiveness, fit_oracles, morpho_oracles, reversibility, soundness
 from .validation import ValidationResult, hsic_test, validate
 
 __all__ = [
@@ -21,16 +23,24 @@ __all__ = [
     "FalsificationResult",
     "ValidationResult",
     "ate_error",
+    "composition",
+    "counterfactual_latent_divergence",
     "counterfactual_mae",
     "counterfactual_mse",
     "counterfactual_rmse",
+    "effectiveness",
     "energy_distance",
     "falsify",
+    "fit_image_embedding",
+    "fit_oracles",
     "hsic_test",
     "local_markov_conditions",
     "mmd2_unbiased",
     "mmd_dcm",
+    "morpho_oracles",
     "pehe",
+    "reversibility",
+    "soundness",
     "validate",
     "wasserstein1",
 ]

@@ -6,6 +6,7 @@ from .base import ABDUCTION_KINDS, Mechanism, MechanismSpec
 from .categorical import Categorical
 from .diffusion import Diffusion
 from .flow import ConditionalFlow
+from .hvae import HierarchicalVAE
 from .linear import LinearGaussian
 from .registry import REGISTRY, MechanismChoice, register
 from .vae import ConditionalVAE
@@ -18,6 +19,7 @@ __all__ = [
     "ConditionalFlow",
     "ConditionalVAE",
     "Diffusion",
+    "HierarchicalVAE",
     "LinearGaussian",
     "Mechanism",
     "MechanismChoice",

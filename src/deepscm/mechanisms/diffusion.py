@@ -44,7 +44,17 @@ Defaults follow the public DCM code (``patrickrchao/DiffusionBasedCausalModels``
 ``model/diffusion.py``): ``T = 100``, ``β_t`` linear from ``1e-4`` to ``0.1``, an MLP ε-network
 ``(x_t, pa, time features) → 64 → 128 → d`` with SiLU activations. The per-node
 standardisation of DCM is deepscm's encoding. DCM's optional classifier-free guidance and
-latent clipping are not implemented (their defaults are off). Images are not handled.
+latent clipping are not implemented (their defaults are off).
+
+**Image nodes** ``(C, H, W)`` get a small conditional U-Net ε-network (Ho et al. 2020, scaled
+down; :class:`ConditionalUNet`): one residual block per resolution of ``unet_channels``
+(3×3 convolutions, GroupNorm, SiLU; 2× average-pool down, nearest-neighbour up, skip
+concatenation), with the time features and the parents mapped by an MLP to an embedding
+``e(t, pa)`` that modulates every block by FiLM, ``h ← h·(1 + γ(e)) + β(e)`` (Perez et al.
+2018). The equations above apply pixel-wise; the noise ``u`` is the flattened ``x_T``.
+Diff-SCM's anti-causal classifier guidance for image counterfactuals is in
+:mod:`deepscm.guidance`; it uses :meth:`Diffusion.encode` with ``until=`` (partial
+inversion) and the mechanism's ε-network.
 """
 
 from __future__ import annotations
@@ -57,10 +67,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .base import Mechanism, MechanismSpec, mlp, positive_int, positive_ints
 
-__all__ = ["Diffusion"]
+__all__ = ["ConditionalUNet", "Diffusion"]
 
 #: seed of the fixed noise set of :meth:`Diffusion.validation_score`.
 VALIDATION_SEED = 0
@@ -113,6 +123,9 @@ class Diffusion(Mechanism):
             ``ema_decay=0`` (×100, e.g. diamond-nonlinear 10.9 → 8.3, Y-nonlinear 0.56 →
             0.33; chain-nonlinear 0.31 → 0.39 the exception); 0.999 was much worse on the
             1-D test SCM (too slow an average for a few hundred steps).
+        unet_channels: image nodes only: the U-Net's widths, one resolution each (the
+            image is halved between entries, so ``H`` and ``W`` must be divisible by
+            ``2 ** (len(unet_channels) − 1)``; 28×28 with three entries gives 28, 14, 7).
 
     Cost: sampling takes ``S`` ε-network calls per node, abduction ``S·(1 + refine)``
     (``S = inference_steps or T``). Fewer steps are faster; the round trip stays within
@@ -127,7 +140,7 @@ class Diffusion(Mechanism):
 
     abduction = "approximate"
     likelihood = "none"
-    handles = frozenset({"continuous"})
+    handles = frozenset({"continuous", "image"})
     validation_metric = "denoising_mse"
     #: the largest ``|Dec(Enc(x, pa), pa) − x|`` (standardised units) promised on data like the
     #: training data with the default ``refine=4``. Refined inversion is the decoder's exact
@@ -147,6 +160,7 @@ class Diffusion(Mechanism):
         inference_steps: int | None = None,
         refine: int = 4,
         ema_decay: float = 0.995,
+        unet_channels: tuple[int, ...] | list[int] = (16, 32, 64),
     ) -> None:
         steps = positive_int("steps", steps)
         beta_start = _number_in("beta_start", beta_start, 0.0, 1.0)
@@ -166,15 +180,17 @@ class Diffusion(Mechanism):
             inference_steps=inference_steps,
             refine=_non_negative_int("refine", refine),
             ema_decay=_unit_interval("ema_decay", ema_decay),
+            unet_channels=positive_ints("unet_channels", unet_channels, allow_empty=False),
         )
 
     # ------------------------------------------------------------------ layers and schedule
     def _build(self, spec: MechanismSpec) -> None:
-        if spec.x_shape is not None:
-            raise ConfigError("Diffusion models continuous scalar and vector nodes, not images")
         d, c = spec.x_dim, spec.context_dim
         n_time = 1 + 2 * self.hparams["time_frequencies"]
-        self.eps_net = mlp(d + c + n_time, d, self.hparams["hidden_features"], activation=nn.SiLU)
+        if self.is_image:
+            self.eps_net = ConditionalUNet(spec.x_shape, self.hparams["unet_channels"], n_time + c)
+        else:
+            self.eps_net = mlp(d + c + n_time, d, self.hparams["hidden_features"], activation=nn.SiLU)
         if self.hparams["ema_decay"] > 0:  # the weights used outside training
             self.ema_net = copy.deepcopy(self.eps_net).requires_grad_(False)
             self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
@@ -188,6 +204,11 @@ class Diffusion(Mechanism):
         betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
         return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])
 
+    @property
+    def is_image(self) -> bool:
+        """Whether the node is an image ``(C, H, W)`` (modelled by the U-Net)."""
+        return self.spec is not None and self.spec.x_shape is not None
+
     def grid(self) -> list[int]:
         """The levels ``0 = τ_0 < … < τ_S = T`` the DDIM passes visit."""
         T = self.hparams["steps"]
@@ -196,27 +217,51 @@ class Diffusion(Mechanism):
 
     def epsilon(self, x_t: torch.Tensor, t: torch.Tensor | int, context: torch.Tensor) -> torch.Tensor:
         """``ε_θ(x_t, t, pa)``: the noise the network reads in ``x_t`` at level ``t``."""
+        net = self.eps_net
+        if self.hparams["ema_decay"] > 0 and not self.training:
+            net = self.ema_net
+        feats = [context, *self.time_features(t, x_t)]
+        if self.is_image:
+            return net(x_t, torch.cat(feats, dim=-1))
+        return net(torch.cat([x_t, *feats], dim=-1))
+
+    def time_features(self, t: torch.Tensor | int, x_t: torch.Tensor) -> list[torch.Tensor]:
+        """``[t/T, sin(kπt/T), cos(kπt/T)]`` for ``k = 1..time_frequencies``, each ``(n, ·)``."""
         T = self.hparams["steps"]
         if not torch.is_tensor(t):
             t = torch.full((len(x_t),), t, device=x_t.device)
         tau = (t.to(x_t.dtype) / T).unsqueeze(-1)
-        feats = [x_t, context, tau]
+        feats = [tau]
         k = self.hparams["time_frequencies"]
         if k:
             angle = math.pi * tau * torch.arange(1, k + 1, device=x_t.device, dtype=x_t.dtype)
             feats += [torch.sin(angle), torch.cos(angle)]
-        net = self.eps_net
-        if self.hparams["ema_decay"] > 0 and not self.training:
-            net = self.ema_net
-        return net(torch.cat(feats, dim=-1))
+        return feats
 
     # ------------------------------------------------------------------ DDIM passes
+    def level(self, fraction: float) -> int:
+        """The grid level nearest to ``fraction·T`` (for partial inversion, e.g. 0.75)."""
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            raise ConfigError(f"the fraction of the schedule must lie in (0, 1], got {fraction!r}")
+        T = self.hparams["steps"]
+        return min(self.grid(), key=lambda lv: abs(lv - fraction * T))
+
+    def _levels(self, top: int | None) -> list[int]:
+        levels = self.grid()
+        if top is None:
+            return levels
+        if top not in levels[1:]:
+            raise ConfigError(f"level {top!r} is not on the DDIM grid {levels[1:]}; use level(fraction)")
+        return [lv for lv in levels if lv <= top]
+
     def decode(
-        self, z: torch.Tensor, context: torch.Tensor, trajectory: bool = False
+        self, z: torch.Tensor, context: torch.Tensor, trajectory: bool = False,
+        start: int | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """``Dec(z, pa)``: deterministic DDIM from ``x_T = z`` to ``x_0`` (module docstring);
-        with ``trajectory=True`` the list ``[x_T, …, x_0]`` over the grid."""
-        ab, levels, x = self.alpha_bar, self.grid(), z
+        with ``trajectory=True`` the list ``[x_T, …, x_0]`` over the grid. ``start`` (a grid
+        level, default ``T``) decodes a partial inversion ``z = x_start`` instead."""
+        ab, levels, x = self.alpha_bar, self._levels(start), z
         path = [x]
         for s, r in pairwise(levels[::-1]):
             eps = self.epsilon(x, s, context)
@@ -228,13 +273,14 @@ class Diffusion(Mechanism):
 
     def encode(
         self, x: torch.Tensor, context: torch.Tensor, trajectory: bool = False,
-        refine: int | None = None,
+        refine: int | None = None, until: int | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """``Enc(x, pa)``: DDIM inversion from ``z_0 = x`` to ``z_T`` (module docstring), with
         ``refine`` (default: the hyper-parameter) fixed-point iterations per step; with
-        ``trajectory=True`` the list ``[z_0, …, z_T]`` over the grid."""
+        ``trajectory=True`` the list ``[z_0, …, z_T]`` over the grid. ``until`` (a grid level,
+        default ``T``) stops part-way, as the Diff-SCM code does (:meth:`level`)."""
         refine = self.hparams["refine"] if refine is None else _non_negative_int("refine", refine)
-        ab, levels, z = self.alpha_bar, self.grid(), x
+        ab, levels, z = self.alpha_bar, self._levels(until), x
         path = [z]
         for r, s in pairwise(levels):
             coef = (1 - ab[s]).sqrt() - (ab[s] * (1 - ab[r]) / ab[r]).sqrt()
@@ -248,16 +294,21 @@ class Diffusion(Mechanism):
 
     # ------------------------------------------------------------------ mechanism protocol
     def sample_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``u ~ N(0, I)``, shape ``(n, d)`` (an image's ``x_T`` flattened, ``d = C·H·W``)."""
         return torch.randn(n, self.spec.x_dim, generator=generator, device=generator.device)
 
     def sample(self, context: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """``x = Dec(u, pa)`` (DCM Algorithm 2; with counterfactual parents, Algorithm 3)."""
+        if self.is_image:
+            return self.decode(noise.reshape(len(noise), *self.spec.x_shape), context)
         return self.decode(noise, context)
 
     def abduct(
         self, x: torch.Tensor, context: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """``u = Enc(x, pa)`` with the factual parents (deterministic; ``generator`` unused)."""
+        if self.is_image:
+            return self.encode(x, context).flatten(1)
         return self.encode(x, context)
 
     # ------------------------------------------------------------------ training protocol
@@ -266,11 +317,11 @@ class Diffusion(Mechanism):
     ) -> torch.Tensor:
         """The simplified DDPM loss, mean over rows, dimensions and ``draws`` of ``(t, ε)``."""
         if draws > 1:
-            x, context = x.repeat(draws, 1), context.repeat(draws, 1)
+            x, context = x.repeat(draws, *[1] * (x.dim() - 1)), context.repeat(draws, 1)
         T = self.hparams["steps"]
         t = torch.randint(1, T + 1, (len(x),), generator=generator, device=generator.device)
         eps = torch.randn(x.shape, generator=generator, device=generator.device)
-        a = self.alpha_bar[t].unsqueeze(-1)
+        a = self.alpha_bar[t].view(-1, *[1] * (x.dim() - 1))
         x_t = a.sqrt() * x + (1 - a).sqrt() * eps
         return (eps - self.epsilon(x_t, t, context)).square().mean()
 
@@ -300,3 +351,85 @@ class Diffusion(Mechanism):
         on every call and early stopping compares like with like."""
         g = torch.Generator(device=x.device).manual_seed(VALIDATION_SEED)
         return self.denoising_loss(x, context, g, draws=VALIDATION_DRAWS)
+
+
+# ---------------------------------------------------------------------- the image ε-network
+def _groups(channels: int) -> int:
+    """GroupNorm groups: the largest of 8, 4, 2, 1 that divides ``channels``."""
+    return next(g for g in (8, 4, 2, 1) if channels % g == 0)
+
+
+class _FiLMBlock(nn.Module):
+    """Residual block ``x + conv(SiLU(FiLM(norm(conv(SiLU(norm(x)))), e)))`` (1×1 skip when
+    the width changes), FiLM ``h·(1 + γ(e)) + β(e)``, the second convolution zero-initialised
+    so every block starts as the identity."""
+
+    def __init__(self, c_in: int, c_out: int, emb: int) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.GroupNorm(_groups(c_in), c_in), nn.GroupNorm(_groups(c_out), c_out)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.film = nn.Linear(emb, 2 * c_out)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(nn.functional.silu(self.norm1(x)))
+        gamma, beta = self.film(e)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + gamma) + beta
+        return self.skip(x) + self.conv2(nn.functional.silu(h))
+
+
+class ConditionalUNet(nn.Module):
+    """A small U-Net ``ε(x_t, c)`` for images, ``c`` = time features and parents (FiLM).
+
+    Args:
+        shape: the image's ``(C, H, W)``.
+        channels: widths, one resolution each (halved between entries).
+        cond_dim: width of the conditioning vector ``c``.
+    """
+
+    def __init__(self, shape: tuple[int, ...], channels: list[int], cond_dim: int) -> None:
+        super().__init__()
+        if len(shape) != 3:
+            raise DataError(f"an image node needs a (C, H, W) shape, got {tuple(shape)}")
+        C, H, W = shape
+        factor = 2 ** (len(channels) - 1)
+        if H % factor or W % factor:
+            raise DataError(
+                f"images of {H}×{W} pixels cannot be halved {len(channels) - 1} times "
+                f"(unet_channels={channels}): height and width must be divisible by {factor}. "
+                "Pad or resize the images, or give Diffusion fewer unet_channels"
+            )
+        emb = 4 * channels[0]
+        self.embed = nn.Sequential(mlp(cond_dim, emb, [emb], activation=nn.SiLU), nn.SiLU())
+        self.stem = nn.Conv2d(C, channels[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        width = channels[0]
+        for c in channels:
+            self.down.append(_FiLMBlock(width, c, emb))
+            width = c
+        self.middle = _FiLMBlock(width, width, emb)
+        self.up = nn.ModuleList()
+        for c in reversed(channels):
+            self.up.append(_FiLMBlock(width + c, c, emb))
+            width = c
+        self.head = nn.Sequential(nn.GroupNorm(_groups(width), width), nn.SiLU(), nn.Conv2d(width, C, 3, padding=1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        e = self.embed(cond)
+        h, skips = self.stem(x), []
+        for i, block in enumerate(self.down):
+            if i:
+                h = nn.functional.avg_pool2d(h, 2)
+            h = block(h, e)
+            skips.append(h)
+        h = self.middle(h, e)
+        for i, block in enumerate(self.up):
+            if i:
+                h = nn.functional.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = block(torch.cat([h, skips.pop()], dim=1), e)
+        return self.head(h)
