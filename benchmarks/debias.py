@@ -9,8 +9,9 @@ like SCM (the CCGM Table II protocol) and on the pendulum (sweeps, true counterf
   CCGM with D → Y and residual noise whose confounder → D edges are removed, and the generic
   route — :class:`deepscm.DeepSCM` on the known graph, then ``without_edges`` on SM → D and
   SE → D (generated naive difference) or ``ate`` (do()).
-- ``pendulum``: a label→label CCGM (graph given; a learned-graph fit is reported too) and a
-  label→image CCGM; sweeps of θ and of the sun over test units before and after removing
+- ``pendulum``: a label→label CCGM (graph given; a learned-graph fit is reported too) and
+  label→image CCGMs with the joint (convolutional, ``--image-epochs``) and the concept-wise
+  (``--concept-epochs``) image decoder; sweeps of θ and of the sun over test units before and after removing
   θ → x_shadow and x_sun → x_shadow. Errors are against the TRUE counterfactuals of
   :class:`deepscm.datasets.pendulum.PendulumGenerator` (a removed edge reads the model's
   edge reference), for labels, for images rendered from the generated labels, and for the
@@ -18,6 +19,7 @@ like SCM (the CCGM Table II protocol) and on the pendulum (sweeps, true counterf
   after removing θ → x_shadow the shadow position moves < 2% of its range over the θ sweep
   while the width still responds.
 
+``--part mindsets|pendulum`` runs one part and keeps the other part's stored results.
 Writes ``results/debias.{json,md}`` and ``results/debias_*.png``.
 """
 
@@ -115,52 +117,64 @@ def mindsets_study(n_boot: int, epochs: int, seed: int) -> dict:
 
 # ------------------------------------------------------------------ pendulum
 def sweep(model, units: pd.DataFrame, node: str, values: np.ndarray, edges: list, gen: PendulumGenerator,
-          image_model=None) -> dict:
+          images: bool = False) -> dict:
     """Counterfactuals of ``units`` for each sweep value, in ``model`` edited by ``edges``,
-    and the true ones (a removed edge reads the model's edge reference)."""
+    and the true ones (a removed edge reads *this* model's edge reference)."""
     edited = model.without_edges(edges) if edges else model
     refs = {e: model.edge_reference(e[0]) for e in edges}
-    out = {"model": [], "true": [], "image": []}
+    out = {"model": [], "true": []}
     for v in values:
         out["model"].append(edited.counterfactual(units, do={node: v}))
-        out["true"].append(gen.counterfactual(units, do={node: v}, without_edges=edges, reference=refs))
-        if image_model is not None:
-            im = (image_model.without_edges(edges) if edges else image_model)
-            out["image"].append(im.counterfactual(units, do={node: v}))
+        out["true"].append(gen.counterfactual(units, do={node: v}, without_edges=edges, reference=refs, images=images))
     return out
 
 
 def sweep_metrics(s: dict, gen: PendulumGenerator) -> dict:
+    """Label errors (share of range), the image MAE of the generated labels rendered, and how
+    far the generated shadow position / width move over the sweep (mean per unit)."""
     spans = {c: LABEL_RANGES[c][1] - LABEL_RANGES[c][0] for c in LABELS}
     label_err = {c: float(np.mean([np.abs(m[c] - t[c]).mean() / spans[c] for m, t in zip(s["model"], s["true"])]))
                  for c in LABELS}
-    pix = [np.abs(gen.render(m) - np.stack(t.image)).mean() for m, t in zip(s["model"], s["true"])]
+    pix = [np.abs(gen.render(m) - gen.render(t)).mean() for m, t in zip(s["model"], s["true"])]
     pos = np.stack([m.shadow_position.to_numpy() for m in s["model"]])
     wid = np.stack([m.shadow_width.to_numpy() for m in s["model"]])
     true_pos = np.stack([t.shadow_position.to_numpy() for t in s["true"]])
-    out = {"label_mae_share_of_range": label_err, "rendered_image_mae": float(np.mean(pix)),
-           "position_moves_share_of_range": float((np.ptp(pos, 0) / spans["shadow_position"]).mean()),
-           "true_position_moves_share_of_range": float((np.ptp(true_pos, 0) / spans["shadow_position"]).mean()),
-           "width_moves_share_of_range": float((np.ptp(wid, 0) / spans["shadow_width"]).mean())}
-    if s["image"]:
-        images = [np.stack(m["image"]) for m in s["image"]]
-        out["decoded_image_mae"] = float(np.mean([np.abs(i - np.stack(t.image)).mean() for i, t in zip(images, s["true"])]))
-        measured = np.stack([measure_shadow(i).shadow_position.to_numpy() for i in images])
-        out["decoded_position_moves_share_of_range"] = float(np.nanmean(np.ptp(measured, 0)) / spans["shadow_position"])
-        true_measured = np.stack([measure_shadow(np.stack(t.image)).shadow_position.to_numpy() for t in s["true"]])
-        out["true_image_measured_position_moves_share_of_range"] = float(np.nanmean(np.ptp(true_measured, 0)) / spans["shadow_position"])
-    return out
+    return {"label_mae_share_of_range": label_err, "rendered_image_mae": float(np.mean(pix)),
+            "position_moves_share_of_range": float((np.ptp(pos, 0) / spans["shadow_position"]).mean()),
+            "true_position_moves_share_of_range": float((np.ptp(true_pos, 0) / spans["shadow_position"]).mean()),
+            "width_moves_share_of_range": float((np.ptp(wid, 0) / spans["shadow_width"]).mean())}
 
 
-def grid_png(s: dict, gen: PendulumGenerator, unit: int, path: Path) -> None:
-    rows = [np.concatenate([np.stack(t.image)[unit] for t in s["true"]], 1),
-            np.concatenate([gen.render(m.iloc[[unit]])[0] for m in s["model"]], 1)]
-    if s["image"]:
-        rows.append(np.concatenate([np.stack(m["image"])[unit] for m in s["image"]], 1))
+def image_metrics(s: dict) -> dict:
+    """The image decoder's counterfactual images against the true ones: pixel MAE, and the
+    shadow read by the pseudo-oracle ``measure_shadow`` (position / width movement over the
+    sweep as a share of the label's range, mean per unit) for the decoded and the true images."""
+    spans = {c: LABEL_RANGES[c][1] - LABEL_RANGES[c][0] for c in LABELS}
+    decoded = [np.stack(m["image"]) for m in s["model"]]
+    true = [np.stack(t["image"]) for t in s["true"]]
+    read = [measure_shadow(i) for i in decoded]
+    read_true = [measure_shadow(i) for i in true]
+
+    def moves(frames: list, col: str) -> float:
+        return float(np.nanmean(np.ptp(np.stack([f[col].to_numpy() for f in frames]), 0)) / spans[col])
+
+    return {"image_mae": float(np.mean([np.abs(a - b).mean() for a, b in zip(decoded, true)])),
+            "position_moves": moves(read, "shadow_position"), "true_position_moves": moves(read_true, "shadow_position"),
+            "width_moves": moves(read, "shadow_width"), "true_width_moves": moves(read_true, "shadow_width")}
+
+
+def grid_png(label_sweep: dict, image_sweeps: dict, gen: PendulumGenerator, unit: int, path: Path) -> None:
+    """Rows: the true counterfactual (with the label model's reference), the label model's
+    labels rendered, then each image decoder's images; columns: the sweep."""
+    rows = [np.concatenate([gen.render(t.iloc[[unit]])[0] for t in label_sweep["true"]], 1),
+            np.concatenate([gen.render(m.iloc[[unit]])[0] for m in label_sweep["model"]], 1)]
+    for s in image_sweeps.values():
+        rows.append(np.concatenate([np.stack(m["image"])[unit] for m in s["model"]], 1))
     Image.fromarray((np.clip(np.concatenate(rows, 0), 0, 1) * 255).astype(np.uint8)).save(path)
 
 
-def pendulum_study(size: int, epochs: int, image_epochs: int, n_units: int, seed: int, out_dir: Path) -> dict:
+def pendulum_study(size: int, epochs: int, image_epochs: int, concept_epochs: int, n_units: int, seed: int,
+                   out_dir: Path) -> dict:
     gen = PendulumGenerator(size)
     train = load_pendulum("train", size=size, seed=seed)
     test = load_pendulum("test", size=size, seed=seed)
@@ -169,12 +183,14 @@ def pendulum_study(size: int, epochs: int, image_epochs: int, n_units: int, seed
     model = CCGM(list(LABELS), list(LABELS[:2]), graph=PendulumGenerator.graph).fit(labels, epochs=epochs, seed=seed, progress=False)
     learned = CCGM(list(LABELS), list(LABELS[:2])).fit(labels, epochs=epochs, seed=seed, progress=False)
     label_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    image_model = None
-    if image_epochs:
-        image_model = CCGM(list(LABELS), list(LABELS[:2]), graph=PendulumGenerator.graph, variant="image").fit(
-            train, epochs=image_epochs, seed=seed, progress=False)
-    image_seconds = time.perf_counter() - started
+    image_models, image_info = {}, {}
+    for decoder, n_epochs in (("joint", image_epochs), ("concept", concept_epochs)):
+        if not n_epochs:
+            continue
+        started = time.perf_counter()
+        image_models[decoder] = CCGM(list(LABELS), list(LABELS[:2]), graph=PendulumGenerator.graph, variant="image",
+                                     image_decoder=decoder).fit(train, epochs=n_epochs, seed=seed, progress=False)
+        image_info[decoder] = {"epochs": n_epochs, "seconds": round(time.perf_counter() - started, 1)}
     units = test.drop(columns="image").sample(n_units, random_state=seed).reset_index(drop=True)
     lo, hi = LABEL_RANGES["pendulum_angle"]
     thetas = np.linspace(lo, hi, 7)
@@ -183,20 +199,23 @@ def pendulum_study(size: int, epochs: int, image_epochs: int, n_units: int, seed
                "theta sweep, theta -> shadow_position removed": ("pendulum_angle", thetas, [("pendulum_angle", "shadow_position")]),
                "sun sweep": ("sun_position", suns, []),
                "sun sweep, sun -> shadow_position removed": ("sun_position", suns, [("sun_position", "shadow_position")])}
-    results = {}
+    results, decoded = {}, {d: {} for d in image_models}
     for i, (name, (node, values, edges)) in enumerate(studies.items()):
-        s = sweep(model, units, node, values, edges, gen, image_model)
+        s = sweep(model, units, node, values, edges, gen)
         results[name] = sweep_metrics(s, gen)
-        grid_png(s, gen, 0, out_dir / f"debias_pendulum_{i}.png")
+        image_sweeps = {d: sweep(m, units, node, values, edges, gen, images=True) for d, m in image_models.items()}
+        for d, si in image_sweeps.items():
+            decoded[d][name] = image_metrics(si)
+        grid_png(s, image_sweeps, gen, 0, out_dir / f"debias_pendulum_{i}.png")
     dscm = ds.DeepSCM(PendulumGenerator.graph).fit(labels[list(LABELS)], epochs=epochs, seed=seed, progress=False)
     ref = model.edge_reference("pendulum_angle")
     cut = dscm.without_edges([("pendulum_angle", "shadow_position")], reference=ref)
     d_model = [cut.counterfactual(units[list(LABELS)], do={"pendulum_angle": v}) for v in thetas]
     d_true = [gen.counterfactual(units, do={"pendulum_angle": v}, without_edges=[("pendulum_angle", "shadow_position")],
-                                 reference=ref) for v in thetas]
-    generic = sweep_metrics({"model": d_model, "true": d_true, "image": []}, gen)
-    return {"size": size, "epochs": epochs, "image_epochs": image_epochs, "units": n_units,
-            "label_seconds": round(label_seconds, 1), "image_seconds": round(image_seconds, 1),
+                                 reference=ref, images=False) for v in thetas]
+    generic = sweep_metrics({"model": d_model, "true": d_true}, gen)
+    return {"size": size, "epochs": epochs, "units": n_units, "label_seconds": round(label_seconds, 1),
+            "image_models": image_info, "decoded": decoded,
             "learned_edges": {f"{a} -> {b}": round(float(learned.adjacency.loc[a, b]), 3) for a, b in learned.edges(0.05)},
             "learned_H": learned.acyclicity(),
             "edge_reference_theta": ref, "sweeps": results,
@@ -204,63 +223,101 @@ def pendulum_study(size: int, epochs: int, image_epochs: int, n_units: int, seed
 
 
 # ------------------------------------------------------------------ report
+def _run_line(run: dict) -> str:
+    m = run["machine"]
+    took = f"{run['seconds']:.0f} s" if run.get("seconds") is not None else "time shared with the other part"
+    return (f"`{run['command']}` — {m['date']}, {took}, {m['cpu_count']} CPUs, "
+            f"torch threads {m['torch_threads']}, load average at start {m.get('load_average_start', '?')}")
+
+
 def markdown(res: dict) -> str:
-    lines = ["# De-biasing with counterfactual generative models (CCGM)", "",
-             f"`{res['command']}` — {res['machine']['date']}, {res['seconds']:.0f} s, "
-             f"{res['machine']['cpu_count']} CPUs, torch threads {res['machine']['torch_threads']}", ""]
+    lines = ["# De-biasing with counterfactual generative models (CCGM)", ""]
     if "mindsets" in res:
         m = res["mindsets"]
         lines += [f"## Mindsets-like SCM (n = {m['n']}, {m['bootstrap']} bootstrap resamples; CCGM {m['epochs']} epochs, "
-                  f"{m['ccgm_seconds']} s; DeepSCM {m['deepscm_seconds']} s)", "",
+                  f"{m['ccgm_seconds']} s; DeepSCM {m['deepscm_seconds']} s)", "", _run_line(m["run"]), "",
                   "| method | mean ATE | sd | 2.5% | 97.5% | published (real study) |", "|---|---:|---:|---:|---:|---:|"]
         for name, r in m["rows"].items():
             f = lambda k: f"{r[k]:.3f}" if k in r else ""  # noqa: E731
             lines.append(f"| {name} | {f('mean')} | {f('sd')} | {f('q2.5')} | {f('q97.5')} | {f('published')} |")
+        lines.append("")
     if "pendulum" in res:
         p = res["pendulum"]
-        lines += ["", f"## Pendulum ({p['size']} px, {p['units']} test units; label→label {p['epochs']} epochs, "
-                  f"{p['label_seconds']} s for two fits; label→image {p['image_epochs']} epochs, {p['image_seconds']} s)", "",
-                  "Errors against the true counterfactuals, as a share of each label's range; image MAE in [0, 1] pixel units.", "",
-                  "| sweep | θ err | x_sun err | w err | x_shadow err | image MAE (rendered labels) | image MAE (decoder) "
-                  "| x_shadow moves | true x_shadow moves | w moves | decoder x_shadow moves (oracle) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"## Pendulum ({p['size']} px grayscale, {p['units']} test units; label→label {p['epochs']} epochs, "
+                  f"{p['label_seconds']} s for two fits)", "", _run_line(p["run"]), "",
+                  "### Label→label CCGM and the generic route", "",
+                  "Errors against the true counterfactuals, as a share of each label's range; image MAE in [0, 1] "
+                  "pixel units (generated labels rendered by the generator).", "",
+                  "| sweep | θ err | x_sun err | w err | x_shadow err | image MAE (rendered labels) "
+                  "| x_shadow moves | true x_shadow moves | w moves |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, r in list(p["sweeps"].items()) + [("DeepSCM, θ sweep, θ → x_shadow removed", p["deepscm_theta_sweep_theta_to_position_removed"])]:
             e = r["label_mae_share_of_range"]
-            g = lambda k: f"{r[k]:.3f}" if k in r else ""  # noqa: E731
             lines.append(f"| {name} | {e['pendulum_angle']:.3f} | {e['sun_position']:.3f} | {e['shadow_width']:.3f} | "
-                         f"{e['shadow_position']:.3f} | {r['rendered_image_mae']:.4f} | {g('decoded_image_mae')} | "
+                         f"{e['shadow_position']:.3f} | {r['rendered_image_mae']:.4f} | "
                          f"{r['position_moves_share_of_range']:.3f} | {r['true_position_moves_share_of_range']:.3f} | "
-                         f"{r['width_moves_share_of_range']:.3f} | {g('decoded_position_moves_share_of_range')} |")
+                         f"{r['width_moves_share_of_range']:.3f} |")
         target = p["sweeps"]["theta sweep, theta -> shadow_position removed"]
         ok = target["position_moves_share_of_range"] < 0.02 and target["width_moves_share_of_range"] > 0.05
-        lines += ["", f"Target (θ → x_shadow removed: x_shadow moves < 2% of its range, width responds): "
-                  f"{'met' if ok else 'NOT met'} on the generated labels "
-                  f"({target['position_moves_share_of_range']:.4f}, width {target['width_moves_share_of_range']:.3f}).",
+        lines += ["", f"Target on the generated labels (θ → x_shadow removed: x_shadow moves < 2% of its range, width "
+                  f"responds): {'met' if ok else 'NOT met'} ({target['position_moves_share_of_range']:.4f}, "
+                  f"width {target['width_moves_share_of_range']:.3f}).",
                   f"Learned graph (no graph given), H(G) = {p['learned_H']:.2e}, edges with |G| > 0.05: {json.dumps(p['learned_edges'])}",
-                  "", "Grids `debias_pendulum_{0..3}.png` (one test unit; rows: true counterfactual, CCGM labels rendered, "
-                  "CCGM image decoder; columns: the sweep)."]
+                  "", "### Label→image CCGM: the image decoders", "",
+                  "The decoded counterfactual images against the true counterfactual images (a removed edge reads that "
+                  "model's edge reference): pixel MAE, and the shadow read off the images by the pseudo-oracle "
+                  "`measure_shadow` — its movement over the sweep as a share of the label's range (mean per unit).", "",
+                  "| decoder | epochs | fit s | sweep | image MAE | x_shadow moves (oracle) | true | w moves (oracle) | true |",
+                  "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+        for d, sweeps in p["decoded"].items():
+            info = p["image_models"][d]
+            for name, r in sweeps.items():
+                lines.append(f"| {d} | {info['epochs']} | {info['seconds']} | {name} | {r['image_mae']:.4f} | "
+                             f"{r['position_moves']:.3f} | {r['true_position_moves']:.3f} | {r['width_moves']:.3f} | "
+                             f"{r['true_width_moves']:.3f} |")
+        for d, sweeps in p["decoded"].items():
+            r, base = sweeps["theta sweep, theta -> shadow_position removed"], sweeps["theta sweep"]
+            ok = (r["position_moves"] < 0.02 and r["width_moves"] > 0.05
+                  and base["position_moves"] > 0.5 * base["true_position_moves"])
+            lines.append(f"\nTarget on the {d} decoder's images (θ → x_shadow removed: oracle x_shadow moves < 2%, width "
+                         f"responds, and the unedited θ sweep moves the shadow at least half as far as the truth): "
+                         f"{'met' if ok else 'NOT met'} ({r['position_moves']:.4f}, width {r['width_moves']:.3f}; "
+                         f"unedited {base['position_moves']:.3f} vs true {base['true_position_moves']:.3f}).")
+        lines += ["", "Grids `debias_pendulum_{0..3}.png` (one test unit; rows: true counterfactual, label→label CCGM "
+                  f"rendered, then the image decoders {list(p['decoded'])}; columns: the sweep)."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", choices=["all", "mindsets", "pendulum"], default="all")
+    parser.add_argument("--part", "--study", dest="part", choices=["all", "mindsets", "pendulum"], default="all",
+                        help="run one part; the other part's stored results are kept in the output")
     parser.add_argument("--bootstrap", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--image-epochs", type=int, default=10)
+    parser.add_argument("--image-epochs", type=int, default=10, help="epochs of the joint (convolutional) image decoder; 0 skips it")
+    parser.add_argument("--concept-epochs", type=int, default=30, help="epochs of the concept-wise image decoder; 0 skips it")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--units", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "results" / "debias.json"))
     args = parser.parse_args(argv)
     out = Path(args.out)
-    started = time.perf_counter()
-    res = {"command": "python benchmarks/debias.py " + " ".join(argv or sys.argv[1:]), "machine": machine_info()}
-    if args.study in ("all", "mindsets"):
-        res["mindsets"] = mindsets_study(args.bootstrap, args.epochs, args.seed)
-    if args.study in ("all", "pendulum"):
-        res["pendulum"] = pendulum_study(args.size, args.epochs, args.image_epochs, args.units, args.seed, out.parent)
-    res["seconds"] = round(time.perf_counter() - started, 1)
+    res = json.loads(out.read_text()) if out.exists() and args.part != "all" else {}
+    command = "python benchmarks/debias.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    for part in ("mindsets", "pendulum"):
+        if args.part not in ("all", part):
+            continue
+        started, machine = time.perf_counter(), machine_info()
+        if part == "mindsets":
+            res[part] = mindsets_study(args.bootstrap, args.epochs, args.seed)
+        else:
+            res[part] = pendulum_study(args.size, args.epochs, args.image_epochs, args.concept_epochs, args.units,
+                                       args.seed, out.parent)
+        res[part]["run"] = {"command": command, "machine": machine, "seconds": round(time.perf_counter() - started, 1)}
+    if "command" in res and "mindsets" in res and "run" not in res["mindsets"]:  # results of the one-run format
+        res["mindsets"]["run"] = {"command": res["command"], "machine": res["machine"], "seconds": None}
+    for old in ("command", "machine", "seconds"):
+        res.pop(old, None)
     text = markdown(res)
     print(text)
     out.write_text(json.dumps(to_jsonable(res), indent=2))

@@ -22,8 +22,10 @@ Training objective (the weights in :data:`DEFAULT_WEIGHTS`):
 
 Schedule: ``pretrain_epochs`` (5) of the linear label→label task fit ``A``, then everything
 trains jointly. Variants: ``"label"`` (label→label: encoder → causal layer → an elementwise
-decoder per label), ``"image"`` (the same plus a convolutional image decoder after the causal
-layer) and ``"tabular"`` (no VAE: the label masks ``f`` generate the data).
+decoder per label), ``"image"`` (the same plus an image decoder after the causal layer: by
+default concept-wise as in CausalVAE, ``x̂ = σ(b + Σ_i D_i(ẑ_i))``, so that a concept's pixels
+depend only on its own latent; ``image_decoder="joint"`` is one convolutional decoder of all
+latents) and ``"tabular"`` (no VAE: the label masks ``f`` generate the data).
 
 A counterfactual (de-biased) model is :meth:`CCGM.without_edges`: entries of ``G`` are set to
 zero after training, with no retraining; the child then reads ``0`` (the normalised mid-range,
@@ -33,10 +35,12 @@ see :meth:`CCGM.edge_reference`) through that edge and stays a function of its o
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,13 +49,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, DataError, GraphError, NotFittedError, TrainingError
+from .._version import __version__
+from ..errors import ConfigError, DataError, DeepSCMError, GraphError, ModelFileError, NotFittedError, TrainingError
 from ..graph import CausalGraph, GraphLike
+from ..io import read_bundle, write_bundle
 
-__all__ = ["CCGM", "AugmentedLagrangian", "DEFAULT_WEIGHTS", "VARIANTS", "notears"]
+__all__ = ["CCGM", "AugmentedLagrangian", "DEFAULT_WEIGHTS", "IMAGE_DECODERS", "VARIANTS", "notears"]
 
 VARIANTS = ("label", "image", "tabular")
 NOISES = ("none", "residual")
+#: image decoders of the ``"image"`` variant: ``"concept"`` (a sub-decoder per latent, logits
+#: summed) or ``"joint"`` (one convolutional decoder reading every latent).
+IMAGE_DECODERS = ("concept", "joint")
 #: default weights of the loss terms (the paper gives none): the reconstruction as a Gaussian
 #: of sd ≈ 0.07 in normalised units (``1/(2σ²) = 100``), chosen on the pendulum labels.
 DEFAULT_WEIGHTS: dict[str, float] = {"elbo": 100.0, "kl": 1.0, "label": 10.0, "latent": 1.0, "prior": 10.0, "image": 1.0}
@@ -140,8 +149,44 @@ def _image_decoder(d: int, size: int, channels: int, width: int) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+class _ConceptDecoder(nn.Module):
+    """Concept-wise image decoder (CausalVAE, Yang et al. 2021 §4: one decoder per concept):
+    ``x̂ = σ(b + Σ_i D_i(ẑ_i))`` with ``b`` a learned background logit map and each ``D_i``
+    a two-layer ReLU MLP ``ℝ → ℝ^{C·H·W}`` of concept ``i`` alone. A pixel therefore changes
+    with ``ẑ_j`` only through ``D_j``: an edit that fixes ``ẑ_j`` fixes concept ``j``'s logits.
+    Summed logits also express a conjunction of concepts, e.g. a segment of centre ``c`` and
+    width ``w`` at pixel ``p`` as ``k (w − 2|p − c|)``."""
+
+    def __init__(self, d: int, shape: tuple[int, ...], width: int) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        pixels = math.prod(self.shape)
+        self.w1 = nn.Parameter(torch.randn(d, width))
+        # kinks −b/w of the first ReLU layer spread over [−2, 2], the range of the latents
+        self.b1 = nn.Parameter(-self.w1.detach() * (torch.rand(d, width) * 4.0 - 2.0))
+        self.w2 = nn.Parameter(torch.randn(d, width, width) * math.sqrt(2.0 / width))
+        self.b2 = nn.Parameter(torch.zeros(d, width))
+        self.w3 = nn.Parameter(torch.randn(d, width, pixels) * (0.1 / math.sqrt(width)))
+        self.bias = nn.Parameter(torch.full((pixels,), 2.0))  # σ(2) ≈ 0.88: a light background
+
+    def contributions(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-concept logits ``D_i(ẑ_i)``, ``(n, d, C·H·W)``."""
+        h = torch.relu(z[:, :, None] * self.w1 + self.b1)
+        h = torch.relu(torch.einsum("ndv,dvw->ndw", h, self.w2) + self.b2)
+        return torch.einsum("ndw,dwp->ndp", h, self.w3)
+
+    def forward(self, z: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """The image; ``active`` (``d`` weights in {0, 1}) switches concepts off."""
+        parts = self.contributions(z)
+        if active is not None:
+            parts = parts * active[None, :, None]
+        logits = parts.sum(1) + self.bias
+        return torch.sigmoid(logits).view(len(z), *self.shape)
+
+
 class _Net(nn.Module):
-    def __init__(self, d: int, hidden: int, variant: str, image_shape: tuple[int, ...] | None) -> None:
+    def __init__(self, d: int, hidden: int, variant: str, image_shape: tuple[int, ...] | None,
+                 image_decoder: str = "concept") -> None:
         super().__init__()
         self.g_raw = nn.Parameter(torch.zeros(d, d))
         self.f = _Masks(d, hidden)
@@ -151,7 +196,10 @@ class _Net(nn.Module):
             self.decoder = _Elementwise(d, hidden)
         if variant == "image":
             channels, size = image_shape[0], image_shape[-1]
-            self.image_decoder = _image_decoder(d, size, channels, 4 * hidden)
+            if image_decoder == "concept":
+                self.image_decoder = _ConceptDecoder(d, (channels, size, size), 2 * hidden)
+            else:
+                self.image_decoder = _image_decoder(d, size, channels, 4 * hidden)
 
 
 class CCGM:
@@ -166,6 +214,10 @@ class CCGM:
         image: the image column of the ``"image"`` variant (arrays ``(H, W)`` or ``(C, H, W)``
             with ``H = W``, values in [0, 1]).
         hidden: width of the mask and decoder networks.
+        image_decoder: ``"concept"`` (default: one sub-decoder per latent concept, logits
+            summed, so a concept's pixels follow only its own latent and edge edits reach the
+            images) or ``"joint"`` (one convolutional decoder of all latents; it may draw a
+            concept from a correlated latent, e.g. the shadow from θ, so edits leak).
         weights: overrides of :data:`DEFAULT_WEIGHTS`.
         noise: ``"none"`` (the paper: endogenous values are exact functions of their parents)
             or ``"residual"`` (tabular only: each generated endogenous value adds a training
@@ -183,6 +235,7 @@ class CCGM:
         hidden: int = 32,
         weights: Mapping[str, float] | None = None,
         noise: str = "none",
+        image_decoder: str = "concept",
     ) -> None:
         self.variables = [str(v) for v in variables]
         if len(set(self.variables)) != len(self.variables) or len(self.variables) < 2:
@@ -201,6 +254,9 @@ class CCGM:
             raise ConfigError(f"unknown loss weight(s) {bad}; the terms are {sorted(DEFAULT_WEIGHTS)}")
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
             raise ConfigError(f"hidden must be a positive integer, got {hidden!r}")
+        if image_decoder not in IMAGE_DECODERS:
+            raise ConfigError(f"image_decoder must be one of {IMAGE_DECODERS}, got {image_decoder!r}")
+        self.image_decoder = image_decoder
         self.exogenous = [v for v in self.variables if v in set(exogenous)]
         self.variant, self.image, self.hidden, self.noise = variant, image, hidden, noise
         self.weights = {**DEFAULT_WEIGHTS, **dict(weights or {})}
@@ -223,6 +279,7 @@ class CCGM:
         self._mask = mask
         self._removed: frozenset[tuple[str, str]] = frozenset()
         self.net: _Net | None = None
+        self._image_shape: tuple[int, ...] | None = None
         self.history: list[dict[str, float]] = []
         self.fit_info: dict[str, Any] = {}
 
@@ -334,7 +391,8 @@ class CCGM:
         pred = self.net.f(self._a().T[None] * u[:, None, :], nonlinear)
         return (((u - pred) ** 2) * (1.0 - self._b)).sum(1).mean()
 
-    def _loss(self, batch: tuple[torch.Tensor, ...], pretrain: bool, lagrangian: AugmentedLagrangian) -> tuple[torch.Tensor, dict[str, float]]:
+    def _loss(self, batch: tuple[torch.Tensor, ...], pretrain: bool, lagrangian: AugmentedLagrangian,
+              endogenous_only: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
         u = batch[0]
         w = self.weights
         h = notears(self._g())
@@ -350,7 +408,11 @@ class CCGM:
             terms["latent"] = (((z - g_z) ** 2) * (1.0 - self._b)).sum(1).mean()
             if self.variant == "image":
                 x = batch[1]
-                terms["image"] = ((self.net.image_decoder(zhat) - x) ** 2).flatten(1).sum(1).mean()
+                if endogenous_only:
+                    xhat = self.net.image_decoder(zhat, active=1.0 - self._b)
+                else:
+                    xhat = self.net.image_decoder(zhat)
+                terms["image"] = ((xhat - x) ** 2).flatten(1).sum(1).mean()
         total = sum(w[k] * v for k, v in terms.items()) + lagrangian.penalty(h)
         return total, {k: float(v.detach()) for k, v in terms.items()} | {"H": float(h.detach())}
 
@@ -364,12 +426,19 @@ class CCGM:
         graph_lr: float | None = None,
         seed: int = 0,
         progress: bool = True,
+        decoder_warmup: int | None = None,
     ) -> CCGM:
         """Pre-train ``A`` on the linear label→label task for ``pretrain_epochs``, then train
         every term jointly for ``epochs`` (the augmented Lagrangian is updated after every
         epoch of both phases). In pre-training ``G`` learns at ``graph_lr`` (default ``10 lr``)
         so that the short phase reaches the regression-sized weights; jointly at ``lr``, so
-        that ``A`` changes little after it (CCGM §V.C). Returns ``self``."""
+        that ``A`` changes little after it (CCGM §V.C).
+
+        With the concept-wise image decoder, the first ``decoder_warmup`` joint epochs
+        (default ``epochs // 2``) decode the images from the endogenous concepts alone, so
+        that the pixels an effect determines (the shadow) are explained by the effect's own
+        latent before its causes' sub-decoders start and can absorb them through the
+        correlation of cause and effect in the data. Returns ``self``."""
         if self._removed:
             raise ConfigError("fit the base model, not a copy made by without_edges()")
         for name, value in (("epochs", epochs), ("pretrain_epochs", pretrain_epochs), ("batch_size", batch_size)):
@@ -402,21 +471,26 @@ class CCGM:
         started = time.perf_counter()
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.net = _Net(len(self.variables), self.hidden, self.variant, image_shape)
+            self.net = _Net(len(self.variables), self.hidden, self.variant, image_shape, self.image_decoder)
+            self._image_shape = image_shape
             others = [p for name, p in self.net.named_parameters() if name != "g_raw"]
             opt = torch.optim.Adam([{"params": [self.net.g_raw], "lr": graph_lr or 10 * lr},
                                     {"params": others, "lr": lr}])
             lagrangian = AugmentedLagrangian()
             self.history = []
             schedule = [True] * pretrain_epochs + [False] * epochs
+            concept = isinstance(getattr(self.net, "image_decoder", None), _ConceptDecoder)
+            warm = (epochs // 2 if decoder_warmup is None else decoder_warmup) if concept else 0
             gen = torch.Generator().manual_seed(seed)
             for epoch, pretrain in enumerate(tqdm(schedule, desc="fitting CCGM", disable=not progress)):
+                warmup = not pretrain and epoch < pretrain_epochs + warm
                 opt.param_groups[0]["lr"] = (graph_lr or 10 * lr) if pretrain else lr
                 order = torch.randperm(len(u), generator=gen)
                 sums: dict[str, float] = {}
                 for start in range(0, len(u), batch_size):
                     rows = order[start:start + batch_size]
-                    loss, parts = self._loss(tuple(t[rows] for t in tensors), pretrain, lagrangian)
+                    loss, parts = self._loss(tuple(t[rows] for t in tensors), pretrain, lagrangian,
+                                             endogenous_only=warmup)
                     if not torch.isfinite(loss):
                         raise TrainingError(f"the CCGM loss became non-finite in epoch {epoch}; lower lr (now {lr})")
                     opt.zero_grad()
@@ -522,6 +596,88 @@ class CCGM:
     def _a_base(self) -> torch.Tensor:
         """``A`` of the unedited model (residuals are abducted in the factual model)."""
         return self.net.g_raw * self._mask + torch.diag(self._b)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model to directory ``path`` without pickle: the network weights
+        (and the tabular variant's training rows of the exogenous labels and residuals) as
+        safetensors, everything else as checksummed JSON (:func:`deepscm.io.write_bundle`).
+        A model made by :meth:`without_edges` is saved with its removed edges and their
+        :meth:`edge_reference` values, and loads as that edited model."""
+        self._require_fitted()
+        tensors = {f"net/{k}": v for k, v in self.net.state_dict().items()}
+        tensors["exogenous_rows"] = self._exo_rows
+        if self.variant == "tabular":
+            tensors["residuals"] = torch.from_numpy(np.ascontiguousarray(self._residuals))
+        meta = {
+            "model": "CCGM",
+            "deepscm_version": __version__,
+            "config": self._config(),
+            "image_shape": list(self._image_shape) if self._image_shape is not None else None,
+            "label_range": {"lo": self._lo, "hi": self._hi},
+            "calibration": {"a": self._cal_a, "b": self._cal_b},
+            "removed_edges": [list(e) for e in self.removed_edges],
+            "edge_references": {f"{p} -> {c}": self.edge_reference(p) for p, c in self.removed_edges},
+            "lagrangian": dataclasses.asdict(self.lagrangian),
+            "history": self.history,
+            "fit": self.fit_info,
+        }
+        return write_bundle(path, tensors, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CCGM:
+        """Load a model written by :meth:`save` (never executes code from the file). A missing,
+        edited, truncated or inconsistent file raises :class:`~deepscm.errors.ModelFileError`."""
+        tensors, meta = read_bundle(path)
+        if meta.get("model") != "CCGM":
+            raise ModelFileError(f"{path} holds a {meta.get('model', 'DeepSCM')!r} model, not a CCGM; "
+                                 "load it with the class that saved it (e.g. deepscm.DeepSCM.load)")
+        try:
+            model = cls(**meta["config"])
+            shape = meta["image_shape"]
+            model._image_shape = tuple(int(v) for v in shape) if shape is not None else None
+            with torch.random.fork_rng():
+                model.net = _Net(len(model.variables), model.hidden, model.variant, model._image_shape,
+                                 model.image_decoder)
+            state = {k[len("net/"):]: v for k, v in tensors.items() if k.startswith("net/")}
+            model.net.load_state_dict(state, strict=True)
+            model.net.eval()
+            d = len(model.variables)
+            model._lo, model._hi = (np.asarray(meta["label_range"][k], np.float64) for k in ("lo", "hi"))
+            model._cal_a, model._cal_b = (np.asarray(meta["calibration"][k], np.float64) for k in ("a", "b"))
+            if any(v.shape != (d,) for v in (model._lo, model._hi, model._cal_a, model._cal_b)):
+                raise ValueError(f"label ranges and calibration must have {d} entries")
+            model._exo_rows = tensors["exogenous_rows"]
+            if model._exo_rows.ndim != 2 or model._exo_rows.shape[1] != len(model.exogenous):
+                raise ValueError("exogenous_rows do not match the exogenous variables")
+            if model.variant == "tabular":
+                model._residuals = tensors["residuals"].numpy()
+                if model._residuals.shape[1:] != (d,):
+                    raise ValueError("residuals do not match the variables")
+            model.lagrangian = AugmentedLagrangian(**meta["lagrangian"])
+            model.history, model.fit_info = list(meta["history"]), dict(meta["fit"])
+            removed = [tuple(e) for e in meta["removed_edges"]]
+            if removed:
+                model = model.without_edges(removed)
+            refs = {f"{p} -> {c}": model.edge_reference(p) for p, c in model.removed_edges}
+            if set(refs) != set(meta["edge_references"]) or any(
+                    not math.isclose(v, meta["edge_references"][k], rel_tol=1e-9, abs_tol=1e-12) for k, v in refs.items()):
+                raise ValueError("the stored edge references differ from those of the stored calibration")
+        except ModelFileError:
+            raise
+        except (DeepSCMError, KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+            raise ModelFileError(f"{path} is inconsistent: {type(err).__name__}: {err}") from None
+        return model
+
+    def _config(self) -> dict[str, Any]:
+        """The constructor arguments (JSON-able)."""
+        edges = None
+        if self.graph is not None:
+            edges = [[self.variables[j], self.variables[i]] for j in range(len(self.variables))
+                     for i in range(len(self.variables)) if self._mask[j, i] > 0]
+        return {"variables": self.variables, "exogenous": self.exogenous, "graph": edges, "variant": self.variant,
+                "image": self.image, "hidden": self.hidden, "weights": self.weights, "noise": self.noise,
+                "image_decoder": self.image_decoder}
 
     def _require_fitted(self) -> None:
         if self.net is None:
