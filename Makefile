@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-scm bench-morpho bench-effects bench-validation lint clean
+.PHONY: install demo test docs docs-check bench bench-scm bench-morpho bench-effects bench-validation bench-ncm bench-debias bench-fairness bench-soundness lint clean
 
 install: $(STAMP)
 
@@ -23,8 +23,18 @@ demo: install
 test: install
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
 
-# Every benchmark (about 3 h on 2 cores); each part also runs on its own.
-bench: bench-scm bench-morpho bench-effects bench-validation
+# The documentation site, built offline into site/ (strict: a broken link or page fails).
+docs: install
+	$(BIN)/pip install -q -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# Every example of the docs and the README, the slow ones included (about 20 min on 2 cores).
+docs-check: install
+	$(BIN)/pip install -q -e '.[docs]'
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/test_docs.py -m "slow or not slow"
+
+# Every benchmark (several hours on 2 cores); each part also runs on its own.
+bench: bench-scm bench-morpho bench-effects bench-validation bench-ncm bench-debias bench-fairness bench-soundness
 
 bench-scm: install
 	$(BIN)/pip install -q -e '.[bench]'
@@ -42,9 +52,21 @@ bench-effects: install
 bench-validation: install
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/validation.py --cost 20 5000 20
 
+bench-ncm: install
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ncm.py
+
+bench-debias: install
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/debias.py
+
+bench-fairness: install
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/fairness.py
+
+bench-soundness: install
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/soundness.py
+
 lint: install
 	$(BIN)/pip install -q ruff
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) deepscm-demo build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) deepscm-demo site build dist src/*.egg-info .pytest_cache
