@@ -13,10 +13,11 @@ from .errors import (
     TrainingError,
     UnsupportedGraphError,
 )
-from . import mechanisms
+from . import fairness, mechanisms, models
 from .graph import CausalGraph
 from .identification import identify
 from .interventions import FromParents, Set, Shift
+from .ncm import NeuralCausalModel, lp_bounds, neural_identify
 from ._version import __version__
 from .scm import DeepSCM, FromWorld, Independent, World
 from .variables import Variable
@@ -33,8 +34,13 @@ __all__ = [
     "Set",
     "Shift",
     "Variable",
+    "NeuralCausalModel",
+    "fairness",
     "identify",
+    "lp_bounds",
     "mechanisms",
+    "models",
+    "neural_identify",
     "ConfigError",
     "DataError",
     "DeepSCMError",

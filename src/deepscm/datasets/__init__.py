@@ -4,8 +4,14 @@
   known equations (DCM, Causal NF and VACA benchmark SCMs, basic structures, a mixed categorical
   SCM and the demo's medical SCM): :func:`load_scm`, :func:`list_scms`.
 - Morpho-digits (:class:`MorphoDigits`, DSCM eq. 7 with images): ``deepscm.datasets.morpho``.
-- Treatment-effect data: IHDP with Hill's response surfaces (:func:`load_ihdp`) and NHEFS
-  (:func:`load_nhefs`): ``deepscm.datasets.effects``.
+- Treatment-effect data: IHDP with Hill's response surfaces (:func:`load_ihdp`), NHEFS
+  (:func:`load_nhefs`) and LaLonde (:func:`load_lalonde`): ``deepscm.datasets.effects``; a
+  Learning-Mindsets-like SCM with a known effect (:func:`load_mindsets`).
+- Fairness: a credit SCM with a sensitive attribute (:func:`load_credit`).
+- Hidden confounders: binary SCMs of the neural-causal-model graphs with exact interventional
+  and counterfactual answers (:func:`load_confounded`, :func:`list_confounded`).
+- The CausalVAE pendulum with true counterfactual images (:func:`load_pendulum`,
+  :class:`PendulumGenerator`).
 
 Example:
     >>> from deepscm.datasets import load_scm
@@ -17,12 +23,19 @@ Example:
 from typing import Any
 
 from .base import FAMILIES, GroundTruthSCM
+from .confounded import ConfoundedSCM, list_confounded, load_confounded
 from .effects import EffectData, load_ihdp, load_lalonde, load_nhefs
+from .fairness_scm import credit_scm, load_credit
+from .mindsets import load_mindsets
+from .pendulum import PendulumGenerator, load_pendulum, measure_shadow
 from .suite import KINDS, list_scms, load_scm, suite
 
 __all__ = [
-    "FAMILIES", "KINDS", "EffectData", "GroundTruthSCM", "MorphoDigits", "list_scms",
-    "load_digit_images", "load_ihdp", "load_lalonde", "load_nhefs", "load_scm", "suite",
+    "FAMILIES", "KINDS", "ConfoundedSCM", "EffectData", "GroundTruthSCM", "MorphoDigits",
+    "PendulumGenerator", "credit_scm", "list_confounded", "list_scms", "load_confounded",
+    "load_credit", "load_digit_images",
+    "load_ihdp", "load_lalonde", "load_mindsets", "load_nhefs", "load_pendulum", "load_scm",
+    "measure_shadow", "suite",
 ]
 
 
