@@ -141,8 +141,8 @@ class ConditionalFlow(Mechanism):
     """
 
     abduction = "exact"
-    #: use the fast paths for scalar nodes (``log_prob``; ``sample``/``abduct`` without gradients); ``False``
-    #: (on an instance) forces zuko's path, the reference the tests compare against.
+    #: use the fast paths for scalar nodes (``log_prob``; ``sample``/``abduct`` without
+    #: gradients); ``False`` (on an instance) forces zuko's path, the tests' reference.
     _fast = True
 
     def __init__(
