@@ -80,13 +80,17 @@ register(Diffusion, aliases=("diffusion", "ddim", "dcm"))
 register(HierarchicalVAE, aliases=("hvae", "hierarchical-vae"))
 
 
-#: node kind → the candidates automatic selection compares, simplest first: (label, factory).
+#: node kind → the candidates automatic selection compares, preferred first: (label, factory).
+#: The order is the tie-break (a candidate is kept while within the tolerance of the best) and
+#: it is about counterfactuals: a linear location extrapolates linearly; the flow's smooth
+#: MLP location interpolates and extrapolates better than piecewise-constant trees, so the
+#: boosted trees are kept only where they fit clearly better (e.g. a discontinuous effect).
 _CANDIDATES: dict[str, list[tuple[str, Callable[[], Mechanism]]]] = {
     "continuous": [
         ("linear", LinearGaussian),
         ("linear, kde noise", lambda: LinearGaussian(noise="kde")),
-        ("boosted additive", BoostedAdditive),
         ("spline flow", ConditionalFlow),
+        ("boosted additive", BoostedAdditive),
     ],
     "discrete": [("categorical", Categorical)],
     "image": [("vae", ConditionalVAE)],

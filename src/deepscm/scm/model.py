@@ -64,11 +64,12 @@ class DeepSCM:
             node of a kind it handles. ``"auto"`` — the default, and what every unspecified
             node gets — selects per node at :meth:`fit`: for a continuous node the linear
             candidates (Gaussian or kernel-density noise, closed form), and only when the
-            linear noise depends on the parents (HSIC test) also gradient-boosted additive noise
-            and the spline flow, keeping the simplest candidate whose held-out likelihood is
-            within :data:`AUTO_TOLERANCE` of the best (``fit_info["selection"]``,
-            :meth:`summary`); Gumbel-max for a discrete node, a VAE for an image. Instances are
-            copied, never mutated.
+            linear noise depends on the parents (HSIC test) also the spline flow and
+            gradient-boosted additive noise, keeping the first candidate in that order whose
+            held-out likelihood is within :data:`AUTO_TOLERANCE` of the best
+            (``fit_info["selection"]``, :meth:`summary`); a chosen closed-form mechanism is then
+            refitted on all rows. Gumbel-max for a discrete node, a VAE for an image.
+            Instances are copied, never mutated.
         variables: per node a :class:`~deepscm.variables.Variable`, a kind (``"continuous"``,
             ``"binary"``, ``"categorical"``, ``"image"``) or a list of columns (a continuous
             vector); everything else is inferred from the data at :meth:`fit`. An image node
@@ -197,6 +198,11 @@ class DeepSCM:
                         scores.setdefault(n, {})[label] = evaluate(mech, score, val_rows)
                     mech.eval()
             chosen = {n: _select(pairs, scores.get(n, {})) for n, pairs in options.items()}
+            # a closed-form mechanism needs no held-out rows once chosen: refit it on all rows
+            everything = torch.cat([train_rows, val_rows])
+            for n, (_, mech) in chosen.items():
+                if n_val and _closed_form(mech):
+                    mech.after_fit(values[n][everything], contexts[n][everything])
         mechanisms = {n: mech for n, (_, mech) in chosen.items()}
         self.schema, self.mechanisms, self.history, self.device = schema, mechanisms, history, dev
         columns = {v.name: data[v.columns].to_numpy(np.float64) for v in schema if v.kind == "continuous"}
@@ -747,8 +753,8 @@ def _term_name(node: str, label: str, n_candidates: int) -> str:
 
 
 def _select(pairs: list[tuple[str, Mechanism]], scores: Mapping[str, float]) -> tuple[str, Mechanism]:
-    """The simplest candidate whose held-out score is within :data:`AUTO_TOLERANCE` of the
-    best (candidates come simplest first)."""
+    """The first candidate (in the registry's order of preference) whose held-out score is
+    within :data:`AUTO_TOLERANCE` of the best."""
     if len(pairs) == 1:
         return pairs[0]
     best = min(scores.values())
