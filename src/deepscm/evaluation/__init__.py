@@ -15,7 +15,17 @@ from .metrics import (
     mmd_dcm,
     wasserstein1,
 )
-from .soundness import composition, effectiveness, fit_oracles, morpho_oracles, reversibility, soundness
+from .soundness import (
+    composition,
+    effectiveness,
+    effectiveness_index,
+    fit_oracles,
+    minimality,
+    morpho_oracles,
+    pendulum_oracles,
+    reversibility,
+    soundness,
+)
 from .validation import ValidationResult, hsic_test, validate
 
 __all__ = [
@@ -29,6 +39,7 @@ __all__ = [
     "counterfactual_mse",
     "counterfactual_rmse",
     "effectiveness",
+    "effectiveness_index",
     "energy_distance",
     "falsify",
     "fit_image_embedding",
@@ -36,9 +47,11 @@ __all__ = [
     "hsic_test",
     "local_markov_conditions",
     "mmd2_unbiased",
+    "minimality",
     "mmd_dcm",
     "morpho_oracles",
     "pehe",
+    "pendulum_oracles",
     "reversibility",
     "soundness",
     "validate",

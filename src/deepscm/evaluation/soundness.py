@@ -1,4 +1,4 @@
-"""Counterfactual soundness: composition, reversibility and effectiveness of any model.
+"""Counterfactual soundness: composition, reversibility, effectiveness and minimality of any model.
 
 The axioms of Galles & Pearl (1998) hold in every causal model, so a counterfactual model that
 breaks them is wrong somewhere (Monteiro, De Sousa Ribeiro, Pawlowski, Castro & Glocker,
@@ -13,16 +13,21 @@ counterfactual function ``f(x, pa, p̃a)`` (abduct with ``pa``, predict with ``p
 - **effectiveness** ``E_k = score(ĝ_a(x̃), x̃_a)`` for each intervened node ``k`` and each
   pseudo-oracle ``ĝ_a`` (a predictor of attribute ``a`` from the other variables): MAE for
   continuous attributes, accuracy for discrete ones. ``x̃_a`` is the counterfactual's own
-  value of ``a`` (``p̃a_k`` for ``a = k``). Each row also gives the oracle's score on the
-  factual data (its floor) and the score of the *unchanged* factual data against ``x̃_a``
-  (what a model that ignores the intervention gets).
+  value of ``a`` (``p̃a_k`` for ``a = k``), or the *true* counterfactual's where it is known
+  (``truth=``: a ground-truth SCM, the pendulum generator). Each row also gives the oracle's
+  score on the factual data (its floor) and the score of the *unchanged* factual data against
+  ``x̃_a`` (what a model that ignores the intervention gets), and the
+  :func:`effectiveness_index` — 0 as effective as real data, 1 no effect;
+- **minimality** (image models): the counterfactual latent divergence of
+  :mod:`deepscm.evaluation.cld` (Sanchez & Tsaftaris 2022) of ``x̃`` from ``x`` against real
+  images of the target and of the factual class (:func:`minimality`).
 
 ``d`` is the mean absolute difference per unit in the data's own units — pixel units for
 image columns (0–255 for Morpho-digits, as Monteiro's ``l1``) — and the share of changed
 values for discrete columns; ``relative`` divides it by the column's standard deviation in the
 data. There is an inherent trade-off between composition and effectiveness: a model that
-changes nothing composes perfectly and is not effective at all. Minimality (CLD, Sanchez &
-Tsaftaris 2022) needs a latent-divergence model and is not computed here.
+changes nothing composes perfectly and is not effective at all (index 1), and is minimal only
+in the trivial sense (CLD ``log(w_CF + w_F e)``, the unchanged end).
 
 ``model`` is anything with ``model.graph`` and ``model.counterfactual(units, do=...)``
 returning a frame aligned with ``units`` (a :class:`~deepscm.DeepSCM`, a
@@ -51,14 +56,20 @@ __all__ = [
     "Oracle",
     "composition",
     "effectiveness",
+    "effectiveness_index",
     "fit_oracles",
+    "minimality",
     "morpho_oracles",
+    "pendulum_oracles",
     "reversibility",
     "soundness",
 ]
 
 #: a pseudo-oracle: a frame of (counterfactual) rows → one prediction per row.
 Oracle = Callable[[pd.DataFrame], Any]
+#: the true counterfactual: ``truth(units, do)`` → a frame of the units' true counterfactual
+#: values (one row per unit, the oracle attributes among its columns).
+Truth = Callable[[pd.DataFrame, Mapping[str, np.ndarray]], pd.DataFrame]
 
 _COLUMNS = ["metric", "do", "step", "column", "measure", "mean", "std", "relative", "n"]
 
@@ -106,7 +117,7 @@ def reversibility(
 def effectiveness(
     model: Any, data: pd.DataFrame, oracles: Mapping[str, Oracle] | None = None,
     do_nodes: Sequence[str] | None = None, seed: int = 0, train: pd.DataFrame | None = None,
-    **counterfactual_kwargs: Any,
+    truth: Truth | None = None, **counterfactual_kwargs: Any,
 ) -> pd.DataFrame:
     """For each node ``k`` of ``do_nodes`` and each attribute ``a`` of ``oracles``: the
     oracle's score on ``x̃ = f(x, pa, p̃a_k)`` against ``x̃_a`` (module docstring).
@@ -114,7 +125,9 @@ def effectiveness(
     ``oracles`` maps an attribute to a callable of a frame (one prediction per row); by
     default :func:`fit_oracles` fits one per node of ``do_nodes`` on ``train`` (default
     ``data``) from the nodes' descendants. Columns ``oracle_floor`` and ``unchanged`` hold
-    the oracle's score on the factual rows against their own values and against ``x̃_a``."""
+    the oracle's score on the factual rows against their own values and against ``x̃_a``;
+    ``index`` is :func:`effectiveness_index`. With ``truth`` (the true counterfactual
+    ``truth(units, do)``), ``x̃_a`` is the true counterfactual value instead of the model's."""
     graph, nodes = _setup(model, data, do_nodes)
     if oracles is None:
         oracles = fit_oracles(train if train is not None else data, graph, nodes, seed=seed)
@@ -131,35 +144,119 @@ def effectiveness(
     for j, k in enumerate(nodes):
         other = _different_values(data[k], rng)
         cf = _counterfactual(model, data, {k: other}, seed + 1000 * (j + 1), counterfactual_kwargs)
+        target = cf if truth is None else _truth(truth, data, {k: other}, list(oracles))
         for a, oracle in oracles.items():
             measure, score = _scorer(data[a])
-            per_row = score(_predict(oracle, cf, a), cf[a].to_numpy())
+            per_row = score(_predict(oracle, cf, a), target[a].to_numpy())
             ok = np.isfinite(per_row)
+            floor = float(np.nanmean(score(factual[a], data[a].to_numpy())))
+            unchanged = float(np.nanmean(score(factual[a], target[a].to_numpy())))
+            mean = float(per_row[ok].mean()) if ok.any() else np.nan
             rows.append({
                 "metric": "effectiveness", "do": k, "step": 1, "column": a, "measure": measure,
-                "mean": float(per_row[ok].mean()) if ok.any() else np.nan,
+                "mean": mean,
                 "std": float(per_row[ok].std()) if ok.any() else np.nan,
-                "relative": float(per_row[ok].mean() / _scale(data[a])) if measure == "mae" and ok.any() else np.nan,
+                "relative": mean / _scale(data[a]) if measure == "mae" and ok.any() else np.nan,
                 "n": int(ok.sum()),
-                "oracle_floor": float(np.nanmean(score(factual[a], data[a].to_numpy()))),
-                "unchanged": float(np.nanmean(score(factual[a], cf[a].to_numpy()))),
+                "oracle_floor": floor,
+                "unchanged": unchanged,
+                "index": effectiveness_index(measure, mean, floor, unchanged),
             })
-    return pd.DataFrame(rows, columns=_COLUMNS + ["oracle_floor", "unchanged"])
+    return pd.DataFrame(rows, columns=_COLUMNS + ["oracle_floor", "unchanged", "index"])
+
+
+def effectiveness_index(measure: str, score: float, floor: float, unchanged: float) -> float:
+    """Where an effectiveness score lies between the oracle on real data (0) and a model that
+    ignores the intervention (1): ``(MAE − floor)/(unchanged − floor)`` for ``"mae"`` and
+    ``(floor − acc)/(floor − unchanged)`` for ``"accuracy"`` (higher is better there, so
+    ``unchanged < floor``). NaN where the intervention does not move the attribute (the gap
+    ``unchanged − floor`` is ≤ 1e-9 in the direction of worse) or a score is NaN."""
+    if measure == "mae":
+        gap, excess = unchanged - floor, score - floor
+    elif measure == "accuracy":
+        gap, excess = floor - unchanged, floor - score
+    else:
+        raise ConfigError(f"measure must be 'mae' or 'accuracy', got {measure!r}")
+    if not np.isfinite(gap) or not np.isfinite(excess) or gap <= 1e-9:
+        return float("nan")
+    return float(excess / gap)
 
 
 def soundness(
     model: Any, data: pd.DataFrame, oracles: Mapping[str, Oracle] | None = None,
     do_nodes: Sequence[str] | None = None, seed: int = 0, train: pd.DataFrame | None = None,
+    truth: Truth | None = None, embedding: Any = None, reference: pd.DataFrame | None = None,
     **counterfactual_kwargs: Any,
 ) -> pd.DataFrame:
-    """:func:`composition` (steps 1, 10), :func:`reversibility` (cycles 1, 5) and
-    :func:`effectiveness` in one tidy frame."""
+    """:func:`composition` (steps 1, 10), :func:`reversibility` (cycles 1, 5),
+    :func:`effectiveness` and, given an image ``embedding``, :func:`minimality` (against
+    ``reference``, default ``train`` or ``data``) in one tidy frame."""
     parts = [
         composition(model, data, do_nodes, seed=seed, **counterfactual_kwargs),
         reversibility(model, data, do_nodes, seed=seed, **counterfactual_kwargs),
-        effectiveness(model, data, oracles, do_nodes, seed=seed, train=train, **counterfactual_kwargs),
+        effectiveness(model, data, oracles, do_nodes, seed=seed, train=train, truth=truth, **counterfactual_kwargs),
     ]
+    if embedding is not None:
+        ref = reference if reference is not None else train
+        parts.append(minimality(model, data, embedding, do_nodes, reference=ref, seed=seed, **counterfactual_kwargs))
     return pd.concat(parts, ignore_index=True)
+
+
+def minimality(
+    model: Any, data: pd.DataFrame, embedding: Any, do_nodes: Sequence[str] | None = None,
+    image: str | None = None, reference: pd.DataFrame | None = None, bins: int = 4,
+    weights: tuple[float, float] = (1.0, 1.0), seed: int = 0, **counterfactual_kwargs: Any,
+) -> pd.DataFrame:
+    """Minimality of image counterfactuals by CLD (:func:`~deepscm.evaluation.cld.counterfactual_latent_divergence`).
+
+    For each node ``k`` of ``do_nodes``, every unit gets ``do(k := p̃a_k)`` with ``p̃a_k`` a
+    value of ``reference[k]`` of another *class* than the unit's own — the category for a
+    discrete ``k``, else one of ``bins`` quantile bins of ``reference[k]`` — and
+    ``CLD = log(w_CF e^{P(S_CF ≤ div)} + w_F e^{P(S_F ≥ div)})`` is computed with
+    ``div = KL(q(x̃) ‖ q(x))`` under ``embedding`` (e.g. :func:`~deepscm.evaluation.cld.fit_image_embedding`)
+    and ``S_CF``, ``S_F`` the divergences of the ``reference`` images (default ``data``) of the
+    target and of the factual class from ``x``. Lower is better; columns ``best``
+    (``log(w_CF + w_F)``) and ``unchanged`` (``log(w_CF + w_F e)``, the score of ``x̃ = x``)
+    give the two known ends, ``p_cf`` and ``p_f`` the mean probabilities."""
+    from .cld import counterfactual_latent_divergence
+
+    _, nodes = _setup(model, data, do_nodes)
+    image = _image_column(data, image)
+    reference = data if reference is None else reference
+    missing = [c for c in [image, *nodes] if c not in reference.columns]
+    if missing:
+        raise DataError(f"the reference rows lack the column(s) {missing}")
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
+        raise ConfigError(f"bins must be an integer >= 2, got {bins!r}")
+    if not callable(embedding):
+        raise ConfigError("embedding must be an image encoder images → (μ, σ), e.g. cld.fit_image_embedding(...)")
+    rng = np.random.default_rng(seed)
+    ref_images = _stack(reference[image])
+    w_cf, w_f = (float(w) for w in weights)
+    rows = []
+    for j, k in enumerate(nodes):
+        classify = _classifier(reference[k], bins)
+        y_ref, y_f = classify(reference[k]), classify(data[k])
+        values = reference[k].to_numpy()
+        other = np.empty(len(data), dtype=values.dtype)
+        for i, y in enumerate(y_f):
+            pool = np.flatnonzero(y_ref != y)
+            if not len(pool):
+                raise DataError(f"the reference rows have one class of {k!r}; CLD needs another to intervene with")
+            other[i] = values[pool[rng.integers(len(pool))]]
+        cf = _counterfactual(model, data, {k: other}, seed + 1000 * (j + 1), counterfactual_kwargs)
+        if image not in cf.columns:
+            raise DataError(f"the counterfactual has no image column {image!r}")
+        scores = counterfactual_latent_divergence(
+            embedding, _stack(data[image]), _stack(cf[image]), y_f, classify(pd.Series(other, name=k)),
+            ref_images, y_ref, weights=weights)
+        rows.append({
+            "metric": "minimality", "do": k, "step": 1, "column": image, "measure": "cld",
+            "mean": float(scores["cld"].mean()), "std": float(scores["cld"].std(ddof=0)), "relative": np.nan,
+            "n": len(scores), "p_cf": float(scores["p_cf"].mean()), "p_f": float(scores["p_f"].mean()),
+            "best": float(np.log(w_cf + w_f)), "unchanged": float(np.log(w_cf + w_f * np.e)),
+        })
+    return pd.DataFrame(rows, columns=_COLUMNS + ["p_cf", "p_f", "best", "unchanged"])
 
 
 # ---------------------------------------------------------------------- oracles
@@ -206,6 +303,22 @@ def morpho_oracles(image: str = "x") -> dict[str, Oracle]:
         "t": lambda frame: _measure(measure_thickness_batch, frame, image),
         "i": lambda frame: _measure(measure_intensity_batch, frame, image),
     }
+
+
+def pendulum_oracles(image: str = "image") -> dict[str, Oracle]:
+    """The pendulum's pseudo-oracles (:mod:`deepscm.datasets.pendulum`), read off the image
+    column with the generator's known geometry: ``shadow_width`` and ``shadow_position`` by
+    :func:`~deepscm.datasets.pendulum.measure_shadow` (the ground band); ``sun_position`` the
+    darkness-weighted mean ``x`` of the band above the pendulum (``y > 15``: only the sun;
+    read towards the centre, by up to ~0.9 units, where the canvas edge cuts the sun);
+    ``pendulum_angle`` ``atan2(c_x − 10, 10.5 − c_y)`` of the darkness centroid ``c`` of the
+    band ``0.4 < y < 15`` (rod and ball, mirror-symmetric about the rod through the pivot, so
+    ``c`` lies on it). NaN where a band is blank."""
+    def read(frame: pd.DataFrame, name: str) -> np.ndarray:
+        return _pendulum_measure(_stack(frame[image]))[name].to_numpy()
+
+    return {name: (lambda frame, n=name: read(frame, n))
+            for name in ("pendulum_angle", "sun_position", "shadow_width", "shadow_position")}
 
 
 # ---------------------------------------------------------------------- internals
@@ -377,3 +490,61 @@ def _measure(measure: Callable[[np.ndarray], np.ndarray], frame: pd.DataFrame, i
             except DataError:
                 pass
         return out
+
+
+def _stack(column: pd.Series) -> np.ndarray:
+    return np.stack([np.asarray(v, dtype=np.float64) for v in column])
+
+
+def _image_column(data: pd.DataFrame, image: str | None) -> str:
+    images = [c for c in data.columns if _is_image(data[c])]
+    if image is None:
+        if len(images) != 1:
+            raise DataError(
+                f"minimality (CLD) compares images; the data have image columns {images}: "
+                "pass image= (CLD does not apply to tabular models)")
+        return images[0]
+    if image not in images:
+        raise DataError(f"{image!r} is not an image column of the data (image columns: {images})")
+    return image
+
+
+def _classifier(column: pd.Series, bins: int) -> Callable[[pd.Series], np.ndarray]:
+    """The class of a value of ``column``: itself if discrete, else its quantile bin."""
+    if _is_discrete(column):
+        return lambda values: np.asarray(values)
+    edges = np.unique(np.quantile(column.to_numpy(np.float64), np.linspace(0, 1, bins + 1)[1:-1]))
+    return lambda values: np.searchsorted(edges, np.asarray(values, np.float64), side="right")
+
+
+def _truth(truth: Truth, data: pd.DataFrame, do: Mapping[str, np.ndarray], attributes: Sequence[str]) -> pd.DataFrame:
+    out = truth(data, do)
+    if not isinstance(out, pd.DataFrame) or len(out) != len(data):
+        raise DataError(f"truth(units, do) must return a DataFrame with one row per unit ({len(data)})")
+    missing = [a for a in attributes if a not in out.columns]
+    if missing:
+        raise DataError(f"the true counterfactual lacks the oracle attribute(s) {missing}")
+    return out.reset_index(drop=True).set_axis(data.index)
+
+
+def _pendulum_measure(images: np.ndarray) -> pd.DataFrame:
+    from ..datasets.pendulum import PIVOT, X_RANGE, Y_RANGE, measure_shadow
+
+    a = np.asarray(images, np.float64)
+    out = measure_shadow(a)
+    if a.ndim == 4:  # RGB → luminance, as measure_shadow
+        a = np.einsum("nchw,c->nhw", a, np.array([0.299, 0.587, 0.114]))
+    s = a.shape[1]
+    y = Y_RANGE[1] - (np.arange(s) + 0.5) * (Y_RANGE[1] - Y_RANGE[0]) / s
+    x = (np.arange(s) + 0.5) * (X_RANGE[1] - X_RANGE[0]) / s + X_RANGE[0]
+    dark = np.clip(1.0 - a, 0.0, 1.0)
+    top = dark[:, y > 15.0, :].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["sun_position"] = (top * x).sum(1) / top.sum(1)
+        mid = dark[:, (y > 0.4) & (y < 15.0), :]
+        ym = y[(y > 0.4) & (y < 15.0)]
+        mass = mid.sum(axis=(1, 2))
+        cx = (mid * x[None, None, :]).sum(axis=(1, 2)) / mass
+        cy = (mid * ym[None, :, None]).sum(axis=(1, 2)) / mass
+    out["pendulum_angle"] = np.arctan2(cx - PIVOT[0], PIVOT[1] - cy)
+    return out
