@@ -1,6 +1,6 @@
 """The ``deepscm demo`` job: all three rungs of the causal ladder against a known truth.
 
-A deep SCM (conditional normalizing flows for the continuous nodes, a Gumbel-max categorical
+A deep SCM (a mechanism selected per continuous node by the default, a Gumbel-max categorical
 mechanism for ``sex``) is fitted to rows drawn from the synthetic brain-MRI SCM
 :func:`deepscm.datasets.medical.medical_brain` (``sex, age → brain_volume; age, brain_volume →
 ventricle_volume``), whose equations are known, so every answer can be set beside the exact one:
@@ -180,7 +180,9 @@ def _fit_table(scm) -> list[dict]:
     for node in scm.graph.nodes:
         var = scm.schema[node]
         ll = scm.fit_info.get("val_log_prob", {}).get(node)
-        best = scm.history.best_epoch.get(node)
+        selection = scm.fit_info.get("selection", {}).get(node)
+        term = node if selection is None else f"{node} [{selection['chosen']}]"
+        best = scm.history.best_epoch.get(term)
         rows.append({
             "node": node, "kind": var.kind, "mechanism": type(scm.mechanisms[node]).__name__,
             "parents": scm.graph.parents(node),
@@ -424,8 +426,10 @@ def _report(r: dict, tables: list[tuple[str, str]]) -> str:
 A deep structural causal model — one learned mechanism per node, `x_i := f_i(pa_i, u_i)` — was
 fitted to {st['rows']} rows of a synthetic brain-MRI dataset whose true equations are known
 (`deepscm.datasets.load_scm("medical_brain")`), so every answer below is set beside the exact one.
-Continuous nodes use conditional normalizing flows (invertible: the noise of an observed patient
-is recovered exactly), `sex` a categorical (Gumbel-max) mechanism.
+Each continuous node got the mechanism the default selects (linear in closed form where the
+linear noise is independent of the parents, otherwise a conditional spline flow or boosted
+additive noise, by held-out likelihood; all invertible, so the noise of an observed patient is
+recovered exactly; the table below names each), `sex` a categorical (Gumbel-max) mechanism.
 
 ## Causal graph
 
@@ -482,7 +486,7 @@ brain small are different questions with different answers.
 ## Rung 3 — counterfactual
 
 For an observed patient, "what would the brain and ventricle volumes have been had this patient
-been 80 years old?" The model abducts each patient's noise (inverting its flows), sets the age and
+been 80 years old?" The model abducts each patient's noise (inverting its mechanisms), sets the age and
 re-runs the mechanisms of the descendants; the truth does the same with the true equations.
 Non-descendants of the intervened node (here `sex`) are returned unchanged. The five patients are
 in `patients.csv`.
