@@ -182,3 +182,18 @@ def test_nan_loss_stops_training_and_leaves_the_model_untouched(chain_model, mon
     assert not scm.is_fitted
     with pytest.raises(ds.NotFittedError, match="call scm.fit"):
         scm.sample(3)
+
+
+def test_ate_over_observed_units_is_the_units_average_effect():
+    """``ate(data=df)`` averages each observed unit's counterfactual contrast: on
+    ``y := 2·t·x + x + u`` the effect of t = 1 vs 0 for a unit is 2·x, so the answer is
+    2·mean(x) of *those* units (here far from the population's 0)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=3000)
+    t = rng.normal(size=3000)
+    df = pd.DataFrame({"x": x, "t": t, "y": 2 * t * x + x + 0.1 * rng.normal(size=3000)})
+    scm = ds.DeepSCM("x -> t; x -> y; t -> y").fit(df, seed=0, epochs=40, patience=10, progress=False)
+    units = df[df["x"] > 1].head(300)
+    expected = 2 * units["x"].mean()
+    assert scm.ate("t", "y", treated=1.0, control=0.0, data=units) == pytest.approx(expected, abs=0.25)
+    assert abs(scm.ate("t", "y", treated=1.0, control=0.0)) < 0.3  # population: 2·E[x] = 0
