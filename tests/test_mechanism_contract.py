@@ -43,6 +43,7 @@ TINY = {
     "TinyDDIM": dict(hidden_features=(32, 32)),
     "Diffusion": dict(unet_channels=(4, 8)),
     "HierarchicalVAE": dict(latent_dims=(2, 2), channels=(4,), hidden=(16,), kl_warmup_steps=20),
+    "Adversarial": dict(hidden_features=(16,), critic_features=(32, 32), encoder_features=(16,)),
 }
 KINDS = {"scalar": "continuous", "vector": "continuous", "discrete": "discrete", "image": "image"}
 N = 400

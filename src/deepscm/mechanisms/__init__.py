@@ -1,6 +1,7 @@
 """Mechanism families. Adding one means a new module plus a :func:`register` call."""
 
 from .additive import AdditiveNoise
+from .adversarial import Adversarial
 from .boosted import BoostedAdditive
 from .base import ABDUCTION_KINDS, Mechanism, MechanismSpec
 from .categorical import Categorical
@@ -14,6 +15,7 @@ from .vae import ConditionalVAE
 __all__ = [
     "ABDUCTION_KINDS",
     "AdditiveNoise",
+    "Adversarial",
     "BoostedAdditive",
     "Categorical",
     "ConditionalFlow",

@@ -13,6 +13,7 @@ from typing import Union
 
 from ..errors import ConfigError
 from .additive import AdditiveNoise
+from .adversarial import Adversarial
 from .hvae import HierarchicalVAE
 from .base import Mechanism
 from .boosted import BoostedAdditive
@@ -78,6 +79,7 @@ register(LinearGaussian, aliases=("linear", "linear-gaussian"))
 register(BoostedAdditive, aliases=("boosted", "hgb"))
 register(Diffusion, aliases=("diffusion", "ddim", "dcm"))
 register(HierarchicalVAE, aliases=("hvae", "hierarchical-vae"))
+register(Adversarial, aliases=("adversarial", "gan"))
 
 
 #: node kind → the candidates automatic selection compares, preferred first: (label, factory).
