@@ -50,7 +50,9 @@ bench-effects: install
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/lalonde.py
 
 bench-validation: install
+	$(BIN)/pip install -q -e '.[bench]'
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/validation.py --cost 20 5000 20
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/validation.py --dowhy --seeds 40 --falsify-seeds 6
 
 bench-ncm: install
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ncm.py
