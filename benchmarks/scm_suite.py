@@ -53,11 +53,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import json
-import logging
 import sys
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +67,7 @@ from deepscm.datasets import KINDS, list_scms, load_scm
 from deepscm.evaluation import mmd_dcm
 from deepscm.io import to_jsonable
 from machine import machine_info
+from peers import quiet_gcm
 from deepscm.mechanisms import AdditiveNoise, ConditionalFlow
 
 torch.set_num_threads(1)
@@ -191,18 +190,6 @@ def _fmt(mean: float, std: float | None = None, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _gcm():
-    """Import DoWhy-gcm quietly, single-job, without progress bars."""
-    warnings.filterwarnings("ignore")
-    from dowhy import gcm
-
-    gcm.config.disable_progress_bars()
-    gcm.config.set_default_n_jobs(1)
-    for name in ("dowhy", "dowhy.gcm"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    return gcm
-
-
 # =========================================================================== models
 def selection_info(model: ds.DeepSCM) -> dict:
     """A fitted DeepSCM's automatic choices: per node the chosen label (``mechanisms``), and
@@ -253,7 +240,7 @@ class GcmModel:
     kind = "gcm"
 
     def __init__(self) -> None:
-        self.gcm = _gcm()
+        self.gcm = quiet_gcm()
         self.model = None
 
     def fit(self, gt, data: pd.DataFrame, seed: int) -> dict:
@@ -853,7 +840,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         out = DEFAULT_OUT.with_name("scm_suite_quick.json") if args.quick else DEFAULT_OUT
     if "gcm" in models:
-        _gcm()
+        quiet_gcm()
 
     started = time.perf_counter()
     info = machine_info("dowhy", "zuko", "scikit-learn")

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import networkx as nx
@@ -36,6 +34,7 @@ sys.path.insert(0, str(ROOT.parent / "tests"))
 import deepscm as ds  # noqa: E402
 from deepscm.evaluation import falsify, local_markov_conditions, validate  # noqa: E402
 from machine import machine_info  # noqa: E402
+from peers import quiet_gcm  # noqa: E402
 from test_validation import DROPPED, FIVE_TRUE, FIVE_WRONG, TRUE_ABC, linear_abc, nonlinear_five  # noqa: E402
 
 
@@ -81,18 +80,6 @@ def falsify_cost(p: int, n: int, graph_permutations: int) -> dict:
 
 
 # ---------------------------------------------------------------- side by side with DoWhy-gcm
-def _gcm():
-    """Import DoWhy-gcm quietly, single-job, without progress bars."""
-    warnings.filterwarnings("ignore")
-    from dowhy import gcm
-
-    gcm.config.disable_progress_bars()
-    gcm.config.set_default_n_jobs(1)
-    for name in ("dowhy", "dowhy.gcm"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    return gcm
-
-
 def _digraph(spec: str) -> nx.DiGraph:
     """A fresh networkx graph from ``"a -> b; b -> c"``."""
     dag = nx.DiGraph()
@@ -143,7 +130,7 @@ def _mean(xs: list[float]) -> float:
 def dowhy_side_by_side(seeds: int, falsify_seeds: int) -> dict:
     """deepscm and DoWhy-gcm on the same cases and seeds as :func:`validation_rates` and
     :func:`falsification_rates`; per seed the flags and the fit / evaluation seconds."""
-    gcm = _gcm()
+    gcm = quiet_gcm()
     abc: list[dict] = []
     for s in range(seeds):
         train, test = linear_abc(2000, 100 + s), linear_abc(1000, 200 + s)

@@ -53,7 +53,16 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import MAX_GRAD_NORM, Mechanism, MechanismSpec, SkipMLP, mlp, positive_int, positive_ints
+from .base import (
+    MAX_GRAD_NORM,
+    Mechanism,
+    MechanismSpec,
+    SkipMLP,
+    mlp,
+    non_negative_int,
+    positive_int,
+    positive_ints,
+)
 
 __all__ = ["Adversarial", "energy_distance"]
 
@@ -67,12 +76,6 @@ def _non_negative(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ConfigError(f"{name} must be a number ≥ 0, got {value!r}")
     return float(value)
-
-
-def _non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name} must be an integer ≥ 0, got {value!r}")
-    return int(value)
 
 
 class Adversarial(Mechanism):
@@ -128,7 +131,7 @@ class Adversarial(Mechanism):
             gp_weight=_non_negative("gp_weight", gp_weight),
             reconstruction_weight=_non_negative("reconstruction_weight", reconstruction_weight),
             latent_weight=_non_negative("latent_weight", latent_weight),
-            refine=_non_negative_int("refine", refine),
+            refine=non_negative_int("refine", refine),
         )
 
     # ------------------------------------------------------------------ layers

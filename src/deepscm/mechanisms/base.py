@@ -27,6 +27,7 @@ __all__ = [
     "MechanismSpec",
     "SkipMLP",
     "mlp",
+    "non_negative_int",
     "positive_int",
     "positive_ints",
 ]
@@ -248,6 +249,13 @@ def positive_ints(name: str, value: Any, allow_empty: bool = True) -> list[int]:
     if not ok or isinstance(value, (str, bytes)):
         raise ConfigError(f"{name} must be a list of positive integers, got {value!r}")
     return out
+
+
+def non_negative_int(name: str, value: Any) -> int:
+    """Validate one integer hyper-parameter ≥ 0; raise :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be an integer ≥ 0, got {value!r}")
+    return int(value)
 
 
 def positive_int(name: str, value: Any) -> int:

@@ -68,7 +68,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from .base import Mechanism, MechanismSpec, mlp, positive_int, positive_ints
+from .base import Mechanism, MechanismSpec, mlp, non_negative_int, positive_int, positive_ints
 
 __all__ = ["ConditionalUNet", "Diffusion"]
 
@@ -88,12 +88,6 @@ def _unit_interval(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < 1):
         raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
-
-
-def _non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name} must be an integer ≥ 0, got {value!r}")
-    return int(value)
 
 
 class Diffusion(Mechanism):
@@ -176,9 +170,9 @@ class Diffusion(Mechanism):
             beta_start=beta_start,
             beta_end=beta_end,
             hidden_features=positive_ints("hidden_features", hidden_features),
-            time_frequencies=_non_negative_int("time_frequencies", time_frequencies),
+            time_frequencies=non_negative_int("time_frequencies", time_frequencies),
             inference_steps=inference_steps,
-            refine=_non_negative_int("refine", refine),
+            refine=non_negative_int("refine", refine),
             ema_decay=_unit_interval("ema_decay", ema_decay),
             unet_channels=positive_ints("unet_channels", unet_channels, allow_empty=False),
         )
@@ -279,7 +273,7 @@ class Diffusion(Mechanism):
         ``refine`` (default: the hyper-parameter) fixed-point iterations per step; with
         ``trajectory=True`` the list ``[z_0, …, z_T]`` over the grid. ``until`` (a grid level,
         default ``T``) stops part-way, as the Diff-SCM code does (:meth:`level`)."""
-        refine = self.hparams["refine"] if refine is None else _non_negative_int("refine", refine)
+        refine = self.hparams["refine"] if refine is None else non_negative_int("refine", refine)
         ab, levels, z = self.alpha_bar, self._levels(until), x
         path = [z]
         for r, s in pairwise(levels):
