@@ -34,6 +34,7 @@ from deepscm.datasets.morpho import MorphoDigits  # noqa: E402
 from deepscm.mechanisms import ConditionalVAE, Diffusion  # noqa: E402
 from deepscm.mechanisms.hvae import HierarchicalVAE  # noqa: E402
 from deepscm.scm import engine  # noqa: E402
+from deepscm.studies.morpho import plot_image_grid  # noqa: E402
 from deepscm.studies.report import write_json  # noqa: E402
 from deepscm.variables import stack_images  # noqa: E402
 from machine import machine_info  # noqa: E402
@@ -78,26 +79,9 @@ def evaluate(scm, test, true_cf, cf_draws: int, seed: int) -> tuple[dict, np.nda
 
 
 def plot(path: Path, test, true_cf, grids: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = {"original": stack_images(test["x"].head(10), "x"),
             f"true do(t+{SHIFT:g})": stack_images(true_cf["x"].head(10), "x"), **grids}
-    n = min(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.35 * len(rows)), squeeze=False)
-    for r, (label, imgs) in enumerate(rows.items()):
-        for c in range(n):
-            ax = axes[r][c]
-            ax.imshow(imgs[c], cmap="gray", vmin=0, vmax=255)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(label, fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plot_image_grid(path, rows)
 
 
 def main() -> None:

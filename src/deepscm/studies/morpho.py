@@ -29,7 +29,7 @@ import pandas as pd
 
 from .report import environment, with_threads, write_json
 
-__all__ = ["LEARNED_SCALE_VARIANT", "MODELS", "MorphoSettings", "run_morpho_study"]
+__all__ = ["LEARNED_SCALE_VARIANT", "MODELS", "MorphoSettings", "plot_image_grid", "run_morpho_study"]
 
 #: the three models of DSCM Fig. 2, as graphs over t (thickness), i (intensity), x (image).
 MODELS: dict[str, str] = {
@@ -260,16 +260,22 @@ def _plot_densities(path: Path, model: dict, truth: dict) -> None:
 
 
 def _plot_counterfactuals(path: Path, test: pd.DataFrame, true_cf: pd.DataFrame, cf: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from ..variables import stack_images
 
     rows = {"original": stack_images(test["x"].head(8), "x"),
             f"true do(t+{CF_SHIFT:g})": stack_images(true_cf["x"].head(8), "x")}
     rows.update({name: images for name, images in cf.items()})
+    plot_image_grid(path, rows)
+
+
+def plot_image_grid(path: Path, rows: dict[str, np.ndarray]) -> None:
+    """Save a grid of grey images in [0, 255]: one labelled row per entry of ``rows`` (label →
+    ``(n, H, W)`` images), as many columns as the shortest row has images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     n = min(len(v) for v in rows.values())
     fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
     for r, (label, images) in enumerate(rows.items()):
