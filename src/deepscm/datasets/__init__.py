@@ -27,7 +27,7 @@ from .confounded import ConfoundedSCM, list_confounded, load_confounded
 from .effects import EffectData, load_ihdp, load_lalonde, load_nhefs
 from .fairness_scm import credit_scm, load_credit
 from .mindsets import load_mindsets
-from .pendulum import PendulumGenerator, load_pendulum, measure_shadow
+from .pendulum import PendulumGenerator, load_pendulum, measure_pendulum, measure_shadow
 from .suite import KINDS, list_scms, load_scm, suite
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
     "PendulumGenerator", "credit_scm", "list_confounded", "list_scms", "load_confounded",
     "load_credit", "load_digit_images",
     "load_ihdp", "load_lalonde", "load_mindsets", "load_nhefs", "load_pendulum", "load_scm",
-    "measure_shadow", "suite",
+    "measure_pendulum", "measure_shadow", "suite",
 ]
 
 

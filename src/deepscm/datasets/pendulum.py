@@ -49,6 +49,7 @@ __all__ = [
     "PendulumGenerator",
     "denormalise_labels",
     "load_pendulum",
+    "measure_pendulum",
     "measure_shadow",
     "normalise_labels",
     "pendulum_grid",
@@ -324,6 +325,41 @@ def measure_shadow(images: np.ndarray) -> pd.DataFrame:
     darkness ``1 − luminance`` over the band's rows, the width is the summed coverage times the
     pixel width and the position its coverage-weighted mean ``x``.
     """
+    dark, x, y = _darkness(images)
+    cover = dark[:, y < 0, :].max(axis=1)
+    mass = cover.sum(axis=1)
+    position = (cover * x).sum(axis=1) / np.maximum(mass, 1e-12)
+    return pd.DataFrame({"shadow_width": mass * (X_RANGE[1] - X_RANGE[0]) / len(x),
+                         "shadow_position": np.where(mass > 0, position, np.nan)})
+
+
+def measure_pendulum(images: np.ndarray) -> pd.DataFrame:
+    """A pseudo-oracle for all four labels, read off images with the generator's geometry.
+
+    ``shadow_width`` and ``shadow_position`` as :func:`measure_shadow`; ``sun_position`` the
+    darkness-weighted mean ``x`` of the band above the pendulum (``y > 15``: only the sun;
+    read towards the centre, by up to ~0.9 units, where the canvas edge cuts the sun);
+    ``pendulum_angle`` ``atan2(c_x − 10, 10.5 − c_y)`` of the darkness centroid ``c`` of the
+    band ``0.4 < y < 15`` (rod and ball, mirror-symmetric about the rod through the pivot, so
+    ``c`` lies on it). NaN where a band is blank.
+    """
+    out = measure_shadow(images)
+    dark, x, y = _darkness(images)
+    top = dark[:, y > 15.0, :].sum(axis=1)
+    band = (y > 0.4) & (y < 15.0)
+    mid = dark[:, band, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["sun_position"] = (top * x).sum(1) / top.sum(1)
+        mass = mid.sum(axis=(1, 2))
+        cx = (mid * x[None, None, :]).sum(axis=(1, 2)) / mass
+        cy = (mid * y[band][None, :, None]).sum(axis=(1, 2)) / mass
+    out["pendulum_angle"] = np.arctan2(cx - PIVOT[0], PIVOT[1] - cy)
+    return out
+
+
+def _darkness(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(1 − luminance)`` clipped to [0, 1] as ``(n, H, H)``, and the pixel centres' canvas
+    ``x`` (columns) and ``y`` (rows, top first)."""
     a = np.asarray(images, float)
     if a.ndim == 4 and a.shape[1] == 3:
         a = np.einsum("nchw,c->nhw", a, _LUMA)
@@ -332,8 +368,4 @@ def measure_shadow(images: np.ndarray) -> pd.DataFrame:
     s = a.shape[1]
     y = Y_RANGE[1] - (np.arange(s) + 0.5) * (Y_RANGE[1] - Y_RANGE[0]) / s
     x = (np.arange(s) + 0.5) * (X_RANGE[1] - X_RANGE[0]) / s + X_RANGE[0]
-    cover = np.clip(1.0 - a[:, y < 0, :], 0.0, 1.0).max(axis=1)
-    mass = cover.sum(axis=1)
-    position = (cover * x).sum(axis=1) / np.maximum(mass, 1e-12)
-    return pd.DataFrame({"shadow_width": mass * (X_RANGE[1] - X_RANGE[0]) / s,
-                         "shadow_position": np.where(mass > 0, position, np.nan)})
+    return np.clip(1.0 - a, 0.0, 1.0), x, y

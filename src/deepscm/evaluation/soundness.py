@@ -306,16 +306,12 @@ def morpho_oracles(image: str = "x") -> dict[str, Oracle]:
 
 
 def pendulum_oracles(image: str = "image") -> dict[str, Oracle]:
-    """The pendulum's pseudo-oracles (:mod:`deepscm.datasets.pendulum`), read off the image
-    column with the generator's known geometry: ``shadow_width`` and ``shadow_position`` by
-    :func:`~deepscm.datasets.pendulum.measure_shadow` (the ground band); ``sun_position`` the
-    darkness-weighted mean ``x`` of the band above the pendulum (``y > 15``: only the sun;
-    read towards the centre, by up to ~0.9 units, where the canvas edge cuts the sun);
-    ``pendulum_angle`` ``atan2(c_x − 10, 10.5 − c_y)`` of the darkness centroid ``c`` of the
-    band ``0.4 < y < 15`` (rod and ball, mirror-symmetric about the rod through the pivot, so
-    ``c`` lies on it). NaN where a band is blank."""
+    """The pendulum's pseudo-oracles, one per label, read off the image column by
+    :func:`~deepscm.datasets.pendulum.measure_pendulum` (the generator's known geometry)."""
+    from ..datasets.pendulum import measure_pendulum
+
     def read(frame: pd.DataFrame, name: str) -> np.ndarray:
-        return _pendulum_measure(_stack(frame[image]))[name].to_numpy()
+        return measure_pendulum(_stack(frame[image]))[name].to_numpy()
 
     return {name: (lambda frame, n=name: read(frame, n))
             for name in ("pendulum_angle", "sun_position", "shadow_width", "shadow_position")}
@@ -525,26 +521,3 @@ def _truth(truth: Truth, data: pd.DataFrame, do: Mapping[str, np.ndarray], attri
     if missing:
         raise DataError(f"the true counterfactual lacks the oracle attribute(s) {missing}")
     return out.reset_index(drop=True).set_axis(data.index)
-
-
-def _pendulum_measure(images: np.ndarray) -> pd.DataFrame:
-    from ..datasets.pendulum import PIVOT, X_RANGE, Y_RANGE, measure_shadow
-
-    a = np.asarray(images, np.float64)
-    out = measure_shadow(a)
-    if a.ndim == 4:  # RGB → luminance, as measure_shadow
-        a = np.einsum("nchw,c->nhw", a, np.array([0.299, 0.587, 0.114]))
-    s = a.shape[1]
-    y = Y_RANGE[1] - (np.arange(s) + 0.5) * (Y_RANGE[1] - Y_RANGE[0]) / s
-    x = (np.arange(s) + 0.5) * (X_RANGE[1] - X_RANGE[0]) / s + X_RANGE[0]
-    dark = np.clip(1.0 - a, 0.0, 1.0)
-    top = dark[:, y > 15.0, :].sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["sun_position"] = (top * x).sum(1) / top.sum(1)
-        mid = dark[:, (y > 0.4) & (y < 15.0), :]
-        ym = y[(y > 0.4) & (y < 15.0)]
-        mass = mid.sum(axis=(1, 2))
-        cx = (mid * x[None, None, :]).sum(axis=(1, 2)) / mass
-        cy = (mid * ym[None, :, None]).sum(axis=(1, 2)) / mass
-    out["pendulum_angle"] = np.arctan2(cx - PIVOT[0], PIVOT[1] - cy)
-    return out
