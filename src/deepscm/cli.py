@@ -400,7 +400,9 @@ def main() -> None:
               "'\"blood pressure\" -> y'.")
 @click.option("--graph-file", "graph_file", metavar="FILE",
               help="File holding the graph (one edge statement per line; '#' comments).")
-@click.option("--data", "data", required=True, metavar="CSV", help="Training data; one column per node.")
+@click.option("--data", "data", required=True, metavar="CSV|PARQUET",
+              help="Training data; one column per node. A .parquet file or a directory of them is "
+                   "streamed in chunks (needs pyarrow).")
 @click.option("--out", "out", required=True, metavar="DIR", help="Directory to save the fitted model to.")
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True,
               help="Maximum epochs (each node stops early on held-out likelihood).")
@@ -421,11 +423,15 @@ def main() -> None:
 @click.option("--continuous", multiple=True, metavar="NODE",
               help="Treat NODE as continuous (repeatable); overrides the inferred kind.")
 @_device_option
+@click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes (CPU) or GPUs for a data-parallel fit; under torchrun, the launcher's.")
+@click.option("--strategy", type=click.Choice(["auto", "ddp"]), default="auto", show_default=True,
+              help="'ddp': data-parallel even with --devices 1 (e.g. under torchrun).")
 @_threads_option()
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar on stderr.")
 def fit(graph, graph_file, data, out, epochs, batch_size, lr, seed, val_fraction, patience,
-        mechanism, categorical, continuous, device, threads, progress) -> None:
+        mechanism, categorical, continuous, device, devices, strategy, threads, progress) -> None:
     """Fit a deep SCM to a CSV file and save it to a directory.
 
     \b
@@ -446,12 +452,16 @@ def fit(graph, graph_file, data, out, epochs, batch_size, lr, seed, val_fraction
     unknown = sorted(set(variables) - set(cgraph.nodes))
     if unknown:
         raise CLIError(f"--categorical/--continuous name unknown node(s) {unknown}; the graph has {cgraph.nodes}")
-    frame = _read_csv(data, "data")
+    streamed = Path(data).suffix == ".parquet" or Path(data).is_dir()
+    source = data if streamed else _read_csv(data, "data")
     dev = _device(device)
     _set_threads(threads)
     scm = DeepSCM(cgraph, mechanisms=mechanism, variables=variables)
-    scm.fit(frame, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=dev,
-            val_fraction=val_fraction, patience=patience, progress=progress)
+    scm.fit(source, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=dev,
+            val_fraction=val_fraction, patience=patience, progress=progress, devices=devices,
+            strategy=strategy)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun every rank fits; rank 0 saves
+        return
     scm.to("cpu").save(out)
     click.echo(_fit_summary(scm, out, time.perf_counter() - started))
 

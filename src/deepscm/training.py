@@ -10,24 +10,32 @@ one backward pass over the sum of their losses, with one Adam — equal to one A
 since the terms share no weights and Adam's update is element-wise — and clips gradients per
 term), or its own ``step`` that owns its optimisers (a denoising or adversarial mechanism).
 
+The mini-batches are a permutation of ``train_rows`` each epoch, or come from a callable
+source (:data:`Batches`, e.g. a Parquet stream, :mod:`deepscm.streaming`). Inside
+:func:`deepscm.distributed.data_parallel` every process walks the same batches and steps on its
+share of each, with gradients and held-out scores averaged across processes.
+
 Guards: a non-finite loss or weight, or a loss that rises far above where it started
 (:data:`DIVERGENCE_FACTOR`), stops training with a :class:`TrainingError` naming the term.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .errors import ConfigError, TrainingError
 
 __all__ = [
+    "Batches",
     "DIVERGENCE_FACTOR",
     "Term",
     "TrainingHistory",
@@ -41,6 +49,9 @@ TermLoss = Callable[[str, torch.Tensor], torch.Tensor]
 #: a term has diverged when its loss exceeds ``start + DIVERGENCE_FACTOR · max(1, |start|)``,
 #: ``start`` being its loss on the first mini-batch, before any step.
 DIVERGENCE_FACTOR = 100.0
+#: ``batches(generator)`` → one epoch's mini-batches of row indices, a source that loads each
+#: chunk's tensors before yielding its rows (the terms' losses read them).
+Batches = Callable[[torch.Generator], Iterable[torch.Tensor]]
 
 
 @dataclass
@@ -104,7 +115,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def train(
     terms: Mapping[str, Term],
-    train_rows: torch.Tensor,
+    train_rows: torch.Tensor | Batches,
     val_rows: torch.Tensor | None,
     *,
     epochs: int,
@@ -120,7 +131,9 @@ def train(
 ) -> TrainingHistory:
     """Train every term with per-term early stopping; see the module docstring.
 
-    Without ``val_rows`` the terms run for all ``epochs`` and keep their final weights.
+    ``train_rows``: row indices, permuted into mini-batches of ``batch_size`` each epoch, or a
+    :data:`Batches` source. Without ``val_rows`` the terms run for all ``epochs`` and keep
+    their final weights.
     """
     if not (isinstance(epochs, int) and epochs >= 1 and isinstance(batch_size, int) and batch_size >= 1):
         raise ConfigError(f"epochs ({epochs!r}) and batch_size ({batch_size!r}) must be integers ≥ 1")
@@ -138,6 +151,28 @@ def train(
         )
         if joint else None
     )
+    dp = distributed.current()
+    hooks = None
+    if dp is not None:  # rank 0's weights everywhere; hooks for the terms that step themselves
+        dp.broadcast(terms[n].module for n in names)
+        hooks = distributed.GradientHooks(terms[n].module for n in names if terms[n].step is not None)
+    with hooks if hooks is not None else contextlib.nullcontext():
+        _loop(terms, names, joint, optimiser, train_rows, val_rows, history, dp, hooks, epochs=epochs,
+              batch_size=batch_size, generator=generator, patience=patience,
+              max_grad_norm=max_grad_norm, min_delta=min_delta, progress=progress, desc=desc)
+    for t in terms.values():
+        t.module.eval()
+    return history
+
+
+def _loop(terms: Mapping[str, Term], names: list[str], joint: list[str],
+          optimiser: torch.optim.Optimizer | None, train_rows: torch.Tensor | Batches,
+          val_rows: torch.Tensor | None, history: TrainingHistory,
+          dp: distributed.DataParallel | None, hooks: distributed.GradientHooks | None, *,
+          epochs: int, batch_size: int, generator: torch.Generator, patience: int,
+          max_grad_norm: float, min_delta: float, progress: bool, desc: str) -> None:
+    """The epochs of :func:`train`, filling ``history``; ``dp``: this process's share of a
+    data-parallel fit, ``hooks`` reducing the gradients of the self-stepping terms."""
     active = set(names)
     start: dict[str, float] = {}
     val_start: dict[str, float] = {}  # a held-out score may have its own scale (validation_metric)
@@ -148,11 +183,18 @@ def train(
     for epoch in bar:
         for t in terms.values():
             t.module.train()
-        order = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
         running = [n for n in names if n in active]  # fixed order: reproducible sums
         sums = {n: 0.0 for n in running}
-        for first in range(0, len(order), batch_size):
-            rows = order[first : first + batch_size]
+        seen = 0
+        for rows in _batches(train_rows, batch_size, generator):
+            weight = 1.0
+            if dp is not None:
+                shared = dp.share(rows)
+                if shared is None:
+                    continue
+                rows, weight = shared
+                hooks.weight = weight
+            seen += len(rows)
             stepping = [n for n in joint if n in active]
             if stepping:
                 optimiser.zero_grad(set_to_none=True)
@@ -162,14 +204,22 @@ def train(
                     _record(n, value, epoch, sums, start, len(rows))
                     total = total + value
                 total.backward()
+                if dp is not None:
+                    dp.reduce_gradients((p for n in stepping for p in terms[n].module.parameters()), weight)
                 for n in stepping:
                     nn.utils.clip_grad_norm_(terms[n].module.parameters(), max_grad_norm)
                 optimiser.step()
-            for n in running:
-                if terms[n].step is not None:
+            own = [n for n in running if terms[n].step is not None]
+            with dp.own_stream(generator) if dp is not None and own else contextlib.nullcontext():
+                for n in own:
                     _record(n, terms[n].step(rows), epoch, sums, start, len(rows))
+        if dp is not None:
+            *totals, seen = dp.all_sum([sums[n] for n in running] + [seen], generator.device)
+            sums = dict(zip(running, totals))
+        if not seen:
+            raise ConfigError("an epoch had no training rows: give more rows or a smaller batch_size")
         for n in running:
-            mean = sums[n] / len(order)
+            mean = sums[n] / seen
             history.train_loss[n].append(mean)
             _check_diverged(n, mean, start[n], epoch, "training")
             _check_weights(n, terms[n].module, epoch)
@@ -177,7 +227,10 @@ def train(
         if val_rows is None or not len(val_rows):
             continue
         for n in running:
-            value = evaluate(terms[n].module, terms[n].score, val_rows)
+            if dp is None:
+                value = evaluate(terms[n].module, terms[n].score, val_rows)
+            else:
+                value = dp.mean_score(lambda r, n=n: evaluate(terms[n].module, terms[n].score, r), val_rows)
             _check_finite(n, value, epoch, "held-out")
             _check_diverged(n, value, val_start.setdefault(n, value), epoch, "held-out")
             history.val_loss[n].append(value)
@@ -196,9 +249,17 @@ def train(
     if val_rows is not None and len(val_rows):
         for n in names:
             terms[n].module.load_state_dict(best_state[n])
-    for t in terms.values():
-        t.module.eval()
-    return history
+
+
+def _batches(train_rows: torch.Tensor | Batches, batch_size: int,
+             generator: torch.Generator) -> Iterable[torch.Tensor]:
+    """One epoch's mini-batches: a fresh permutation of ``train_rows``, or the source's."""
+    if callable(train_rows):
+        yield from train_rows(generator)
+        return
+    order = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
+    for first in range(0, len(order), batch_size):
+        yield order[first : first + batch_size]
 
 
 def train_terms(

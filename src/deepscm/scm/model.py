@@ -117,7 +117,7 @@ class DeepSCM:
     # ------------------------------------------------------------------ training
     def fit(
         self,
-        data: pd.DataFrame,
+        data: pd.DataFrame | str | Path,
         epochs: int = 300,
         batch_size: int = 512,
         lr: float = 5e-3,
@@ -126,6 +126,8 @@ class DeepSCM:
         val_fraction: float = 0.1,
         patience: int = 20,
         progress: bool = True,
+        devices: int = 1,
+        strategy: str = "auto",
     ) -> DeepSCM:
         """Fit every mechanism to its term of ``log p(x) = Σ_i log p(x_i | pa_i)``.
 
@@ -133,9 +135,19 @@ class DeepSCM:
         each through its mechanism's own training step and with early stopping on its
         held-out validation score (``val_fraction`` of the rows, ``patience`` epochs). A
         failed fit leaves the model as it was. Returns ``self``.
+
+        Scale-out (docs/guide/scale-out.md): ``devices=2, strategy="ddp"`` trains data-parallel
+        on that many processes (CPU or one per GPU; joins the group under ``torchrun``,
+        :mod:`deepscm.distributed`); ``data`` may be a Parquet path or a
+        ``pyarrow.dataset.Dataset``, streamed in mini-batches (:mod:`deepscm.streaming`).
         """
         if self._interventions or self._edges:
             raise DeepSCMError("fit the base model, not a copy made by do() or without_edges()")
+        scale_out = self._fit_scaled(data, devices, strategy, dict(
+            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+            val_fraction=val_fraction, patience=patience, progress=progress))
+        if scale_out is not None:
+            return scale_out
         if not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1):
             raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
         if isinstance(data, pd.DataFrame) and len(data) < MIN_ROWS:
@@ -240,6 +252,17 @@ class DeepSCM:
             },
         }
         return self
+
+    def _fit_scaled(self, data: Any, devices: int, strategy: str, options: dict[str, Any]) -> DeepSCM | None:
+        """A data-parallel or streamed :meth:`fit` (either comes back here, in one process
+        per rank and with an in-memory frame, to run the in-memory fit); ``None`` otherwise."""
+        from .. import distributed, streaming
+
+        if distributed.requested(devices, strategy):
+            return distributed.fit(self, data, devices, options)
+        if streaming.is_source(data):
+            return streaming.fit(self, data, options)
+        return None
 
     def _make_candidates(self, node: str, schema: Schema) -> list[tuple[str, Mechanism]]:
         """``[(label, mechanism)]``: the one the user chose, or — by default and for
