@@ -208,6 +208,20 @@ def test_encode_decode_with_unchanged_parents_reconstructs_images(image_fit, tmp
     np.testing.assert_array_equal(np.stack(again["x"]), np.stack(cf["x"]))
 
 
+def test_the_round_trip_tolerance_is_stated_per_node_kind(image_fit):
+    """Images have their own round-trip promise (a maximum over many pixels, from a U-Net whose
+    fixed point converges more slowly), tabular nodes keep theirs; the fit's measurement meets
+    the image node's."""
+    scm, _, _ = image_fit
+    image = scm.mechanisms["x"]
+    assert image.abduction_tolerance == Diffusion.image_abduction_tolerance == 0.5
+    scalar = Diffusion()
+    assert scalar.abduction_tolerance == Diffusion.tabular_abduction_tolerance == 0.01  # unbuilt: tabular
+    scalar.build(MechanismSpec(x_dim=3, context_dim=2))
+    assert scalar.abduction_tolerance == 0.01
+    assert scm.fit_info["abduction_error"]["x"]["max"] <= image.abduction_tolerance
+
+
 def test_a_trained_noisy_classifier_steers_the_counterfactual(image_fit):
     scm, df, pattern = image_fit
     predictor = fit_anticausal_predictor(scm, df, "c", epochs=6, lr=5e-3, channels=(4, 8))

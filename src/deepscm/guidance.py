@@ -49,6 +49,7 @@ from .mechanisms.diffusion import Diffusion, _FiLMBlock
 __all__ = [
     "NoisyPredictor",
     "fit_anticausal_predictor",
+    "guided_counterfactual_sweep",
     "guided_counterfactuals",
     "guided_decode",
     "select_scale",
@@ -155,8 +156,7 @@ def guided_decode(
 ) -> torch.Tensor:
     """Guided DDIM from ``x_start = z`` to ``x_0`` (module docstring, step 3); ``scale = 0`` or
     no predictor gives :meth:`Diffusion.decode` from ``start``."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale >= 0:
-        raise ConfigError(f"the guidance scale must be a number ≥ 0, got {scale!r}")
+    scale = _check_scale(scale)
     if scale == 0 or predictor is None:
         with torch.no_grad():
             return mechanism.decode(z, context, start=start)
@@ -200,8 +200,21 @@ def guided_counterfactuals(
     docstring); returns ``data`` with the image column replaced. ``predictor`` predicts the
     (single) intervened parent; the other parents keep their factual values, so none of
     them may descend from an intervened node."""
+    return guided_counterfactual_sweep(scm, data, do, predictor, [scale], image, fraction, batch_size)[
+        float(scale)]
+
+
+def guided_counterfactual_sweep(
+    scm: Any, data: pd.DataFrame, do: Mapping[str, Any], predictor: NoisyPredictor | None,
+    scales: Iterable[float], image: str = "x", fraction: float = 1.0, batch_size: int = 256,
+) -> dict[float, pd.DataFrame]:
+    """:func:`guided_counterfactuals` at several guidance scales, ``{scale: DataFrame}``.
+    The abduction (step 1, which does not depend on the scale) is computed once."""
     from .scm import engine
 
+    scales = [_check_scale(s) for s in scales]
+    if not scales:
+        raise ConfigError("give at least one guidance scale")
     mech = _image_mechanism(scm, image)
     parents = scm.graph.parents(image)
     if len(do) != 1 or next(iter(do)) not in parents:
@@ -218,18 +231,22 @@ def guided_counterfactuals(
     factual_ctx = engine.context(scm, image, values, n)
     cf_ctx = engine.context(scm, image, {**values, node: target}, n)
     level = mech.level(fraction)
-    out = []
+    out: dict[float, list[torch.Tensor]] = {s: [] for s in scales}
     for lo in range(0, n, batch_size):
         sl = slice(lo, lo + batch_size)
         with torch.no_grad():
             z = mech.encode(values[image][sl], factual_ctx[sl], until=level)
-        out.append(guided_decode(mech, z, cf_ctx[sl], level, predictor,
-                                 target[sl] if predictor is not None else None, scale))
-    result = data.copy()
-    result[image] = scm.schema[image].decode(torch.cat(out))[image]
-    for col, v in scm.schema[node].decode(target).items():
-        result[col] = v
-    return result
+        for s in scales:
+            out[s].append(guided_decode(mech, z, cf_ctx[sl], level, predictor,
+                                        target[sl] if predictor is not None else None, s))
+    results = {}
+    for s, parts in out.items():
+        result = data.copy()
+        result[image] = scm.schema[image].decode(torch.cat(parts))[image]
+        for col, v in scm.schema[node].decode(target).items():
+            result[col] = v
+        results[s] = result
+    return results
 
 
 def select_scale(
@@ -242,6 +259,12 @@ def select_scale(
         raise ConfigError("select_scale needs at least one scale")
     table = pd.DataFrame(rows)
     return float(table.loc[int(np.argmin(table["score"].to_numpy())), "scale"]), table
+
+
+def _check_scale(scale: Any) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating, np.integer)) or not scale >= 0:
+        raise ConfigError(f"the guidance scale must be a number ≥ 0, got {scale!r}")
+    return float(scale)
 
 
 def _image_mechanism(scm: Any, image: str) -> Diffusion:
