@@ -13,6 +13,7 @@ import deepscm as ds
 from deepscm.errors import ConfigError
 from deepscm.mechanisms import registry
 from deepscm.mechanisms.adversarial import Adversarial, energy_distance
+from deepscm.mechanisms.base import MechanismSpec
 from deepscm.scm import engine
 
 SLOPE, SD = 2.0, 0.5
@@ -142,3 +143,68 @@ def test_energy_distance_is_zero_on_equal_samples_and_grows_with_a_shift():
 def test_bad_hyper_parameters_are_config_errors(kwargs):
     with pytest.raises(ConfigError):
         Adversarial(**kwargs)
+
+
+# ---------------------------------------------------------------------- ALI/BiGAN encoder
+#: ``encoder_training="ali"`` with the default cycle weights (ALICE) on the fit of
+#: ``fit_linear`` with ALI_EPOCHS epochs. Measured with seeds 0 / 1 / 2: corr(E(x, pa), u)
+#: 0.991 / 0.981 / 0.970; max round trip after refinement 0.0000 (all three);
+#: |E[x | do(pa=1)] − 2| 0.038 / 0.051 / 0.095; mean |x_cf − truth| 0.075 / 0.095 / 0.129.
+#: Plain ALI (both weights 0) at this size is unreliable — corr 0.18 / 0.87 / 0.97, round trip
+#: 0.49 / 0.00 / 0.41 — so it is only checked for where its gradient goes.
+ALI_EPOCHS = 15
+
+
+@pytest.fixture(scope="module")
+def fitted_ali() -> ds.DeepSCM:
+    return fit_linear(Adversarial(**TINY, encoder_training="ali"), epochs=ALI_EPOCHS)
+
+
+def test_ali_critic_reads_pairs_and_the_encoder_inverts(fitted_ali):
+    mech = fitted_ali.mechanisms["x"]
+    assert mech.hparams["encoder_training"] == "ali"
+    assert mech.critic[0].in_features == 1 + 1 + mech.noise_dim  # (x, pa, z)
+    rng = np.random.default_rng(1)  # linear_data's draws: pa, then the noise u
+    rng.normal(size=1000)
+    u = rng.normal(size=1000)
+    x, ctx = tensors(fitted_ali, linear_data())
+    with torch.no_grad():
+        code = mech.encode(x, ctx)[:, 0].numpy()
+        error = float((mech.sample(ctx, mech.abduct(x, ctx)) - x).abs().max())
+    # the encoder starts as E = x, whose correlation with u is 0.5 / 2.06 ≈ 0.24
+    assert abs(np.corrcoef(code, u)[0, 1]) > 0.9
+    assert error <= mech.abduction_tolerance
+    sample = fitted_ali.sample(4000, do={"pa": 1.0}, seed=13)["x"]
+    assert abs(float(sample.mean()) - SLOPE) < MEAN_TOL
+    units = linear_data().head(200)
+    cf = fitted_ali.counterfactual(units, do={"pa": 1.0}, seed=14)
+    assert float((cf["x"] - (units["x"] + SLOPE * (1.0 - units["pa"]))).abs().mean()) < CF_TOL
+
+
+def test_plain_ali_trains_the_encoder_through_the_pair_critic():
+    """Without cycle terms the encoder's only signal is the critic: in ``"ali"`` mode the
+    generator loss reaches it, in ``"cycle"`` mode (the critic sees no code) it cannot."""
+    g = torch.Generator().manual_seed(0)
+    ctx = torch.randn(64, 1, generator=g)
+    x = SLOPE * ctx + SD * torch.randn(64, 1, generator=g)
+    for mode, reaches in (("ali", True), ("cycle", False)):
+        torch.manual_seed(0)
+        mech = Adversarial(**TINY, encoder_training=mode, reconstruction_weight=0.0, latent_weight=0.0)
+        mech.build(MechanismSpec(x_dim=1, context_dim=1))
+        mech.generator_loss(x, ctx, g).backward()
+        grads = [p.grad for p in mech.encoder_net.parameters()]
+        assert any(grad is not None and float(grad.abs().sum()) > 0 for grad in grads) is reaches, mode
+
+
+def test_ali_save_load_round_trip(fitted_ali, tmp_path):
+    fitted_ali.save(tmp_path / "ali")
+    loaded = ds.DeepSCM.load(tmp_path / "ali")
+    assert loaded.mechanisms["x"].hparams == fitted_ali.mechanisms["x"].hparams
+    units = linear_data().head(20)
+    pd.testing.assert_frame_equal(loaded.counterfactual(units, do={"pa": 0.5}, seed=10),
+                                  fitted_ali.counterfactual(units, do={"pa": 0.5}, seed=10))
+
+
+def test_unknown_encoder_training_is_a_config_error():
+    with pytest.raises(ConfigError, match="encoder_training"):
+        Adversarial(encoder_training="bigan")

@@ -5,8 +5,13 @@ generator per node on the biased data and de-biases *at generation time*, with n
 the edges that carry the unwanted influence of the sensitive attribute ``A`` into the outcome
 ``Y`` are removed, and the child of each removed edge reads an independent draw of that parent
 from its observational distribution (DECAF's reference code permutes the parent column across
-the batch). Here that is :meth:`deepscm.DeepSCM.without_edges` with its default
-:class:`~deepscm.scm.engine.Independent` reference, then sampling.
+the batch). :func:`debiased_data` does it with either model:
+
+- a fitted :class:`~deepscm.DeepSCM` (any per-node mechanisms, trained per mechanism):
+  :meth:`deepscm.DeepSCM.without_edges` with its default
+  :class:`~deepscm.scm.engine.Independent` reference, then sampling;
+- a fitted :class:`deepscm.models.decaf.DECAF` (DECAF itself: per-node generators trained
+  against one critic on the joint): ``DECAF.sample(n, seed, without_edges=edges)``.
 
 Which edges (:func:`fairness_edges`) — as in DECAF's Adult protocol, only edges *into the
 outcome* are removed, so every feature keeps its observational distribution:
@@ -36,6 +41,8 @@ Example:
     >>> fair = debiased_data(scm, "sex", "credit", level="dp", n=20_000, seed=0)  # doctest: +SKIP
     >>> clf = fit_classifier(fair, "credit")                                     # doctest: +SKIP
     >>> fairness_report(clf, real_test, "credit", "sex")                         # doctest: +SKIP
+    >>> decaf = DECAF(load_credit().graph).fit(real)                             # doctest: +SKIP
+    >>> fair = debiased_data(decaf, "sex", "credit", level="ftu", seed=0)         # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ import pandas as pd
 
 from .errors import ConfigError, DataError, GraphError, NotFittedError
 from .graph import CausalGraph
+from .models.decaf import DECAF
+from .scm.model import DeepSCM
 
 __all__ = [
     "LEVELS",
@@ -135,13 +144,21 @@ def debiased_data(
     """``n`` rows from ``model`` with the edges of :func:`fairness_edges` removed, each removed
     parent drawn independently from its observational distribution (DECAF inference).
 
-    ``model`` is a fitted :class:`~deepscm.DeepSCM`. ``result.attrs["removed_edges"]`` lists
-    the edges removed. Same ``seed`` → same rows.
+    ``model`` is a fitted :class:`~deepscm.DeepSCM` or :class:`deepscm.models.decaf.DECAF`.
+    ``result.attrs["removed_edges"]`` lists the edges removed. Same ``seed`` → same rows.
     """
-    if not getattr(model, "is_fitted", False):
+    if not isinstance(model, (DeepSCM, DECAF)):
+        raise ConfigError(
+            f"debiased_data takes a fitted deepscm.DeepSCM or deepscm.models.decaf.DECAF, got "
+            f"{type(model).__name__}"
+        )
+    if not model.is_fitted:
         raise NotFittedError("debiased_data needs a fitted model: call model.fit(data) first")
     edges = fairness_edges(model.graph, sensitive, outcome, level, admissible)
-    frame = model.without_edges(edges).sample(n, seed=seed)
+    if isinstance(model, DECAF):
+        frame = model.sample(n, seed=seed, without_edges=edges)
+    else:
+        frame = model.without_edges(edges).sample(n, seed=seed)
     frame.attrs["removed_edges"] = edges
     frame.attrs["level"] = level
     return frame
