@@ -1,10 +1,11 @@
 """Data-parallel fits (deepscm.distributed): two gloo processes against one.
 
 Tolerance (docs/guide/scale-out.md): with the same seed, two processes walk the same batches
-as one and average the same gradient, up to floating-point summation order; Adam amplifies
-that rounding over the steps, so the fits agree statistically, not bit for bit. After one
-epoch the weights agree to ~1e-6; after the few epochs here, held-out log-likelihoods agree
-within :data:`TOL_LOG_PROB` nats per node and a do-query's mean within :data:`TOL_DO`.
+as one and average the same gradient, up to floating-point summation order. Over the first
+epochs the weights agree to ~1e-6 (checked here to :data:`TOL_WEIGHTS` after 3 epochs); later,
+Adam and the spline bins amplify that rounding (after 6 epochs of this fit the weights differed
+by 0.02–0.07, held-out log-likelihood by 0.004–0.025 nats, about a seed-to-seed difference),
+so long fits agree statistically, not bit for bit.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from deepscm import DeepSCM
 from deepscm.distributed import DataParallel, requested
 from deepscm.errors import ConfigError, DataError
 
-#: |Δ held-out log p(x_i | pa_i)| between 2 processes and 1, nats per row (measured here:
-#: 1e-7 for x, 0.004 for y; another seed's fit differs by 0.03–0.04).
-TOL_LOG_PROB = 0.01
-#: |Δ E[y | do(x = 1)]| between 2 processes and 1, in units of y (sd of y ≈ 0.75; measured
-#: 0.016; another seed's fit differs by 0.25).
-TOL_DO = 0.05
+#: |Δ weight| between 2 processes and 1 after 3 epochs (measured: 2e-6 with the flow bank,
+#: 8e-7 with per-node training).
+TOL_WEIGHTS = 1e-5
+#: |Δ held-out log p(x_i | pa_i)| between 2 processes and 1 after 3 epochs, nats per row
+#: (measured: 4e-6).
+TOL_LOG_PROB = 1e-4
+#: |Δ E[y | do(x = 1)]| between 2 processes and 1 after 3 epochs, in units of y (sd ≈ 0.75;
+#: measured 5e-6).
+TOL_DO = 1e-3
 
 
 def _data(n: int = 1200, seed: int = 0) -> pd.DataFrame:
@@ -42,7 +46,7 @@ def _data(n: int = 1200, seed: int = 0) -> pd.DataFrame:
 def _fit(df: pd.DataFrame, devices: int) -> DeepSCM:
     scm = DeepSCM("x -> y", mechanisms="flow")
     strategy = "ddp" if devices > 1 else "auto"
-    return scm.fit(df, epochs=6, batch_size=128, seed=0, progress=False, devices=devices, strategy=strategy)
+    return scm.fit(df, epochs=3, batch_size=128, seed=0, progress=False, devices=devices, strategy=strategy)
 
 
 def test_two_gloo_processes_match_one_process() -> None:
@@ -52,6 +56,8 @@ def test_two_gloo_processes_match_one_process() -> None:
     assert two.history.epochs_run == one.history.epochs_run
     for node in ("x", "y"):
         assert abs(two.fit_info["val_log_prob"][node] - one.fit_info["val_log_prob"][node]) < TOL_LOG_PROB
+        a, b = one.mechanisms[node].state_dict(), two.mechanisms[node].state_dict()
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) < TOL_WEIGHTS
     query = {"n": 20_000, "do": {"x": 1.0}, "seed": 3}
     gap = abs(two.sample(**query)["y"].mean() - one.sample(**query)["y"].mean())
     assert gap < TOL_DO

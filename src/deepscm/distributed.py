@@ -91,12 +91,16 @@ class DataParallel:
     def reduce_gradients(self, parameters: Iterable[nn.Parameter], weight: float) -> None:
         """Replace every gradient by ``Σ_r weight_r · grad_r`` in one flat all-reduce."""
         grads = [p.grad for p in parameters if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads]) * weight
+        for g, reduced in zip(grads, self.reduce_tensors(grads, weight)):
+            g.copy_(reduced)
+
+    def reduce_tensors(self, tensors: list[torch.Tensor], weight: float) -> list[torch.Tensor]:
+        """``Σ_r weight_r · t_r`` for every tensor, in one flat all-reduce (new tensors)."""
+        if not tensors:
+            return []
+        flat = torch.cat([t.reshape(-1) for t in tensors]) * weight
         dist.all_reduce(flat)
-        for g, part in zip(grads, flat.split([g.numel() for g in grads])):
-            g.copy_(part.view_as(g))
+        return [part.view_as(t) for t, part in zip(tensors, flat.split([t.numel() for t in tensors]))]
 
     def broadcast(self, modules: Iterable[nn.Module]) -> None:
         """Copy rank 0's parameters and buffers to every process (a model starts identical)."""

@@ -25,11 +25,20 @@ run on the extracted weights with their first layers fused, in row blocks that s
 and the splines are evaluated in closed form from the same knots zuko builds (same operations
 in the same order, so the same numbers); a root node computes its one set of knots once.
 ``sample`` and ``abduct`` with gradients enabled keep zuko's path.
+
+Reduced precision (opt-in): with :attr:`ConditionalFlow.sampling_dtype` set to
+``torch.bfloat16`` (on an instance, or for a whole model with :func:`sampling_precision`),
+:meth:`~ConditionalFlow.sample` runs the conditioner MLP (its matrix products and activations)
+in bfloat16 and the splines in the model's dtype. Abduction, ``log_prob`` and training ignore
+it: counterfactuals keep full precision. benchmarks/sampling.py measures its speed and its
+effect on the interventional MMD.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +49,7 @@ from zuko.transforms import ComposedTransform, MonotonicAffineTransform, Monoton
 from ..errors import ConfigError
 from .base import Mechanism, MechanismSpec, SkipMLP, mlp, positive_int, positive_ints
 
-__all__ = ["ConditionalFlow"]
+__all__ = ["ConditionalFlow", "SAMPLING_DTYPES", "sampling_precision"]
 
 _VECTOR_FLOWS = {"nsf": zuko.flows.NSF, "maf": zuko.flows.MAF}
 
@@ -53,6 +62,8 @@ _LOG_SLOPE = math.log(1e-3)
 #: 2 MiB) stay in cache; 2048-8192 measured alike, a whole 65,536-row chunk ~1.4x slower.
 _BLOCK_ROWS = 4096
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+#: names accepted for :attr:`ConditionalFlow.sampling_dtype` (``None``: the model's own dtype).
+SAMPLING_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
 def _knots(block: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,14 +83,15 @@ def _knots(block: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _bin(knots: tuple[torch.Tensor, torch.Tensor], v: torch.Tensor, axis: int) -> tuple[torch.Tensor, ...]:
     """zuko's ``searchsorted`` and ``bin``: the bin of each ``v`` ``(n,)`` along the x-knots
     (``axis=0``) or the y-knots (``axis=1``), whether it lies inside the bound, and the bin's
-    ends. ``knots`` holds one shared row (a root) or one row per value."""
+    ends. ``knots`` holds one shared row (a root) or one row per value; with one row per value,
+    ``v`` may have leading dimensions (``(nodes, n)`` in :mod:`deepscm.bank`)."""
     xy, log_d = knots
     seq = xy[..., axis, :]
     bins = seq.shape[-1] - 1
     if seq.dim() == 1:  # the count of knots < v, as zuko's torch.sum(seq < v[..., None])
         k = torch.searchsorted(seq, v) - 1
     else:
-        k = torch.sum(seq < v[:, None], dim=-1) - 1
+        k = torch.sum(seq < v[..., None], dim=-1) - 1
     mask = torch.logical_and(0 <= k, k < bins)
     k = k % bins
     index = torch.stack((k, k + 1), dim=-1)  # (n, 2)
@@ -87,7 +99,7 @@ def _bin(knots: tuple[torch.Tensor, torch.Tensor], v: torch.Tensor, axis: int) -
         ends, d = xy[:, index], log_d[index]  # (2, n, 2), (n, 2)
         (x0, x1), (y0, y1) = ends[0].unbind(-1), ends[1].unbind(-1)
     else:
-        ends = xy.gather(-1, index[:, None, :].expand(-1, 2, -1))  # (n, [x, y], 2)
+        ends = xy.gather(-1, index.unsqueeze(-2).expand(*index.shape[:-1], 2, 2))  # (..., [x, y], 2)
         d = log_d.gather(-1, index)
         (x0, y0), (x1, y1) = ends[..., 0].unbind(-1), ends[..., 1].unbind(-1)
     d0, d1 = (d / (1 + abs(d / _LOG_SLOPE))).exp_().unbind(-1)
@@ -144,6 +156,9 @@ class ConditionalFlow(Mechanism):
     #: use the fast paths for scalar nodes (``log_prob``; ``sample``/``abduct`` without
     #: gradients); ``False`` (on an instance) forces zuko's path, the tests' reference.
     _fast = True
+    #: the dtype of the conditioner's matrix products in no-grad :meth:`sample` (``None``: the
+    #: weights' own); set per instance (validated by :func:`sampling_precision`), not saved.
+    sampling_dtype: torch.dtype | None = None
 
     def __init__(
         self,
@@ -257,10 +272,16 @@ class ConditionalFlow(Mechanism):
         if not self.spec.context_dim:
             return self._compose(self._root_params(), v, inverse).unsqueeze(-1)
         layers = self._conditioner()
+        low = self.sampling_dtype if inverse else None
+        if low is not None:
+            layers = _cast_layers(layers, low)
         out = torch.empty_like(v)
         for start in range(0, len(v), _BLOCK_ROWS):
             stop = min(start + _BLOCK_ROWS, len(v))
-            params = self._conditioner_params(layers, context[start:stop])
+            if low is None:
+                params = self._conditioner_params(layers, context[start:stop])
+            else:
+                params = self._conditioner_params(layers, context[start:stop].to(low)).to(v.dtype)
             out[start:stop] = self._compose(self._split(params), v[start:stop], inverse)
         return out.unsqueeze(-1)
 
@@ -341,3 +362,42 @@ class ConditionalFlow(Mechanism):
         else:
             h_loc, h_shape = F.linear(context, *fused).split(sizes, dim=-1)
         return torch.cat([F.linear(context, *skip) + run(h_loc, loc_steps), run(h_shape, shape_steps)], dim=-1)
+
+
+def _cast_layers(layers: tuple, dtype: torch.dtype) -> tuple:
+    """:meth:`ConditionalFlow._conditioner`'s layers with every ``(weight, bias)`` in ``dtype``."""
+    skip, fused, sizes, loc_steps, shape_steps = layers
+
+    def cast(step):
+        return tuple(t.to(dtype) for t in step) if isinstance(step, tuple) else step
+
+    return (cast(skip), None if fused is None else cast(fused), sizes,
+            [cast(s) for s in loc_steps], [cast(s) for s in shape_steps])
+
+
+@contextmanager
+def sampling_precision(mechanisms: Iterable[nn.Module], dtype: str | torch.dtype | None) -> Iterator[None]:
+    """Within the block, every :class:`ConditionalFlow` among ``mechanisms`` samples with its
+    conditioner in ``dtype`` (``"bfloat16"``; ``None`` or ``"float32"``: full precision); the
+    previous setting is restored on exit. E.g. ``with sampling_precision(scm.mechanisms.values(),
+    "bfloat16"): scm.sample(n)``."""
+    if dtype is None or dtype in ("float32", torch.float32):
+        low = None
+    elif isinstance(dtype, torch.dtype) and dtype in SAMPLING_DTYPES.values():
+        low = dtype
+    elif isinstance(dtype, str) and dtype.lower() in SAMPLING_DTYPES:
+        low = SAMPLING_DTYPES[dtype.lower()]
+    else:
+        raise ConfigError(f"sampling dtype must be None, 'float32' or 'bfloat16', got {dtype!r}")
+    flows = [m for m in mechanisms if isinstance(m, ConditionalFlow)]
+    previous = [m.__dict__.get("sampling_dtype") for m in flows]
+    for m in flows:
+        m.sampling_dtype = low
+    try:
+        yield
+    finally:
+        for m, old in zip(flows, previous):
+            if old is None:
+                m.__dict__.pop("sampling_dtype", None)
+            else:
+                m.sampling_dtype = old

@@ -28,11 +28,13 @@ import torch
 
 from .. import io
 from .._version import __version__
+from ..bank import bank_groups, merge_histories, train_bank
 from ..errors import ConfigError, DataError, DeepSCMError, GraphError, ModelFileError, NotFittedError, UnsupportedGraphError
 from ..graph import CausalGraph, GraphLike
 from ..interventions import Intervention, Set, as_intervention
 from ..mechanisms import registry
 from ..mechanisms.base import Mechanism, MechanismSpec
+from ..mechanisms.flow import sampling_precision
 from ..training import Term, TrainingHistory, evaluate, resolve_device, train
 from ..variables import Schema, Variable, VariableSpec, stack_images
 from . import engine
@@ -191,15 +193,29 @@ class DeepSCM:
                 noise_test[n] = _noise_independence(pairs[0][1], values[n], contexts[n], train_rows, seed)
                 if noise_test[n]["independent"]:
                     options[n] = [(label, m) for label, m in pairs if not registry.nonlinear_candidate(label)]
-            terms = {
-                _term_name(n, label, len(pairs)): _term(mech, values[n], contexts[n], lr, generator)
+            mechs = {
+                _term_name(n, label, len(pairs)): (n, mech)
                 for n, pairs in options.items() for label, mech in pairs
             }
-            history = train(
-                terms, train_rows, val_rows if n_val else None, epochs=epochs,
-                batch_size=batch_size, lr=lr, generator=generator, patience=patience,
-                progress=progress, desc="fitting DeepSCM",
-            )
+            # scalar spline flows with parents train stacked (deepscm.bank): the same per-node
+            # optimisation as one batched module
+            groups = bank_groups({t: m for t, (_, m) in mechs.items()})
+            banked = {t for group in groups for t in group}
+            terms = {
+                t: _term(m, values[n], contexts[n], lr, generator)
+                for t, (n, m) in mechs.items() if t not in banked
+            }
+            common = dict(epochs=epochs, batch_size=batch_size, lr=lr, generator=generator,
+                          patience=patience, progress=progress)
+            held_out = val_rows if n_val else None
+            history = train(terms, train_rows, held_out, desc="fitting DeepSCM", **common)
+            for group in groups:
+                merge_histories(history, train_bank(
+                    {t: mechs[t][1] for t in group},
+                    {t: values[mechs[t][0]] for t in group},
+                    {t: contexts[mechs[t][0]] for t in group},
+                    train_rows, held_out, desc="fitting DeepSCM (flow bank)", **common,
+                ))
             scores: dict[str, dict[str, float]] = {}
             for n, pairs in options.items():
                 for label, mech in pairs:
@@ -241,7 +257,6 @@ class DeepSCM:
                 n: _reconstruction_error(mech, values[n], contexts[n], val_rows if n_val else train_rows)
                 for n, mech in mechanisms.items() if mech.abduction == "approximate"
             },
-            # nodes with several candidates (mechanisms="auto"): each one's held-out score
             # nodes selected automatically: each candidate's held-out score, and the HSIC test
             # of the simplest candidate's noise against the parents that decided whether the
             # gradient-trained candidates were fitted at all
@@ -442,15 +457,19 @@ class DeepSCM:
 
     # ------------------------------------------------------------------ rung 1 and 2
     def sample(
-        self, n: int, do: Mapping[str, Any] | None = None, seed: int | None = None
+        self, n: int, do: Mapping[str, Any] | None = None, seed: int | None = None,
+        dtype: str | None = None,
     ) -> pd.DataFrame:
         """``n`` draws from the observational distribution, or from ``p(· | do(...))``.
 
         ``result.attrs["extrapolated"]`` lists, per node, the share of rows where an
         intervention value or a changed parent left the training range (an
-        :class:`~deepscm.ExtrapolationWarning` is issued too)."""
+        :class:`~deepscm.ExtrapolationWarning` is issued too). ``dtype="bfloat16"`` runs the
+        flows' conditioner matrix multiplies in bf16 (opt-in; it pays only on hardware with
+        native bf16 — on an AVX2-only CPU it was ~6× slower, ``benchmarks/results/sampling.md``)."""
         self._require_fitted()
-        return self._sample_worlds({"do": self._world(do)}, _positive("n", n), seed)["do"]
+        with sampling_precision(self.mechanisms.values(), dtype):
+            return self._sample_worlds({"do": self._world(do)}, _positive("n", n), seed)["do"]
 
     def do(self, **interventions: Any) -> DeepSCM:
         """A copy of the model with the given interventions built in (model surgery).

@@ -1,0 +1,416 @@
+"""A stacked training bank: many scalar-node spline flows trained as one batched module.
+
+The factorised likelihood ``log p(x) = Σ_i log p(x_i | pa_i)`` makes the nodes' terms
+independent, so :func:`deepscm.training.train` may step them on shared mini-batches. For the
+:class:`~deepscm.mechanisms.ConditionalFlow` of a scalar node with parents, one step is a few
+hundred tiny tensor operations, and per node; at the default widths the arithmetic is a small
+fraction of a step (the rest is per-operation overhead). The bank stacks the weights of ``N``
+such flows (same hyper-parameters) into ``[N, …]`` tensors, so that every layer of every node
+is one ``baddbmm``, the spline log-density (Durkan et al. 2019, eqs. 4–5, by zuko's
+expressions in :mod:`deepscm.mechanisms.flow`) is evaluated once for all nodes, and one Adam
+(Kingma & Ba 2015, Alg. 1, with PyTorch's bias correction and L2 weight decay) updates them.
+
+Semantics are those of :func:`~deepscm.training.train` on the nodes' terms:
+
+- the loss of node ``i`` is its mean negative log-likelihood on the mini-batch; gradients are
+  clipped per node, ``g_i ← g_i · min(1, c / (‖g_i‖ + 10⁻⁶))`` with ``‖g_i‖`` the norm over
+  node ``i``'s slice of every stacked weight (what ``clip_grad_norm_`` does per term);
+- early stopping is per node, by masks: a node whose held-out score has not improved by
+  ``min_delta`` for ``patience`` epochs leaves the loss (mask 0) and Adam's update (mask 0),
+  so its weights are frozen; its best weights are kept and written back at the end;
+- contexts are padded with zeros to the widest parent set, and the padded rows of the first
+  layer's weights start at zero: their input is exactly zero, so their gradient is exactly
+  zero, their Adam moments stay zero and so do they (weight decay of zero is zero) — a padded
+  input can change neither the result nor a node's gradient norm.
+
+After training the weights are written back into the ordinary mechanisms, so saving, loading
+and every query are unchanged (the bank holds no state of its own afterwards).
+
+``torch.compile`` (inductor, CPU), measured on this torch 2.13 CPU build (AVX2, one thread,
+6 default flows; benchmarks/results/fit_scaling.md): compiling the stacked log-density (and,
+through AOTAutograd, its backward) costs a warm-up of 60–130 s, after which a 512-row step
+took 55 ms instead of 79 ms — break-even after ~2,500–5,500 steps — while at 4,096 rows the
+compiled step was *slower* (485 vs 336 ms). ``compile="auto"`` therefore compiles only when a
+fit is sure to take at least :data:`COMPILE_MIN_STEPS` full steps (``⌊rows / batch⌋ ×
+min(epochs, patience + 1)``; about 250,000 rows at the defaults) with mini-batches of at most
+:data:`COMPILE_MAX_BATCH` rows; the ragged last mini-batch of an epoch runs eagerly (no
+recompilation). Below that the eager bank is faster over a whole fit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import distributed
+from .errors import ConfigError, TrainingError
+from .mechanisms.base import MAX_GRAD_NORM, Mechanism
+from .mechanisms.flow import _HALF_LOG_2PI, _LOG_SLOPE, ConditionalFlow, _knots, _rqs_forward_and_ladj
+from .training import TrainingHistory, _advice, _check_diverged, _check_finite
+
+__all__ = [
+    "COMPILE_MAX_BATCH",
+    "COMPILE_MIN_STEPS",
+    "FlowBank",
+    "bank_groups",
+    "bankable",
+    "merge_histories",
+    "train_bank",
+]
+
+#: ``compile="auto"`` compiles when a fit runs at least this many full mini-batch steps for
+#: sure (twice the measured break-even; see the module docstring).
+COMPILE_MIN_STEPS = 10_000
+#: ... and its mini-batches have at most this many rows (larger ones measured slower compiled).
+COMPILE_MAX_BATCH = 1024
+_BETAS = (0.9, 0.999)
+_EPS = 1e-8
+_CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
+
+
+def bankable(mech: Mechanism) -> bool:
+    """Whether the bank can train ``mech``: a built scalar-node :class:`ConditionalFlow` with
+    parents, on its fast path and with the default negative-log-likelihood step."""
+    return (
+        isinstance(mech, ConditionalFlow)
+        and mech.spec is not None
+        and mech.spec.x_dim == 1
+        and mech.spec.context_dim >= 1
+        and bool(mech._fast)
+        and mech.uses_default_step
+    )
+
+
+def _key(mech: ConditionalFlow) -> tuple:
+    p = next(mech.parameters())
+    h = mech.hparams
+    return (h["flow"], h["transforms"], tuple(h["hidden_features"]), h["bins"], p.dtype, str(p.device))
+
+
+def bank_groups(mechanisms: Mapping[str, Mechanism]) -> list[list[str]]:
+    """The names of the :func:`bankable` mechanisms, grouped by hyper-parameters, dtype and
+    device (one bank per group), in the mapping's order."""
+    groups: dict[tuple, list[str]] = {}
+    for name, mech in mechanisms.items():
+        if bankable(mech):
+            groups.setdefault(_key(mech), []).append(name)
+    return list(groups.values())
+
+
+def merge_histories(into: TrainingHistory, other: TrainingHistory) -> TrainingHistory:
+    """Add ``other``'s terms to ``into`` (``epochs_run`` becomes the larger); returns ``into``."""
+    into.train_loss.update(other.train_loss)
+    into.val_loss.update(other.val_loss)
+    into.best_epoch.update(other.best_epoch)
+    into.epochs_run = max(into.epochs_run, other.epochs_run)
+    return into
+
+
+def _linears(seq: nn.Sequential) -> list[nn.Linear]:
+    return [m for m in seq if isinstance(m, nn.Linear)]
+
+
+class FlowBank(nn.Module):
+    """The conditioners of ``N`` scalar-node spline flows with stacked weights.
+
+    Layout (weights as ``[N, in, out]``, i.e. ``nn.Linear.weight`` transposed, biases as
+    ``[N, 1, out]``): ``w_in`` fuses each node's location skip ``Linear``, the location MLP's
+    first layer and the shape MLP's first layer (columns ``[skip | location | shape]``);
+    ``loc`` and ``shape`` hold the remaining layers of the two MLPs. Rows of ``w_in`` beyond a
+    node's own context width are padding and stay zero.
+    """
+
+    def __init__(self, mechanisms: Sequence[ConditionalFlow]) -> None:
+        super().__init__()
+        if not mechanisms or not all(bankable(m) for m in mechanisms):
+            raise ConfigError("a flow bank needs built scalar-node ConditionalFlow mechanisms with parents")
+        if len({_key(m) for m in mechanisms}) != 1:
+            raise ConfigError(
+                "the mechanisms of one flow bank must share hyper-parameters, dtype and device; "
+                "group them with deepscm.bank.bank_groups"
+            )
+        first = mechanisms[0]
+        self.nodes = len(mechanisms)
+        self.widths = [m.spec.context_dim for m in mechanisms]
+        self.hidden = list(first.hparams["hidden_features"])
+        self.bins = first.hparams["bins"]
+        self.splines = first._splines
+        ref = next(first.parameters())
+        n, c = self.nodes, max(self.widths)
+
+        def zeros(*shape: int) -> nn.Parameter:
+            return nn.Parameter(torch.zeros(n, *shape, dtype=ref.dtype, device=ref.device))
+
+        n_shape = 1 + self.splines * (3 * self.bins - 1)
+        first_out = 1 + 2 * self.hidden[0] if self.hidden else 2 + n_shape
+        self.w_in, self.b_in = zeros(c, first_out), zeros(1, first_out)
+        pairs = list(zip(self.hidden[:-1], self.hidden[1:])) + ([(self.hidden[-1], None)] if self.hidden else [])
+        self.loc = nn.ParameterList()
+        self.shape = nn.ParameterList()
+        for a, b in pairs:
+            self.loc.extend([zeros(a, 1 if b is None else b), zeros(1, 1 if b is None else b)])
+            self.shape.extend([zeros(a, n_shape if b is None else b), zeros(1, n_shape if b is None else b)])
+        with torch.no_grad():
+            for i, mech in enumerate(mechanisms):
+                for bank_view, mech_view in self._pairs(i, mech):
+                    bank_view.copy_(mech_view)
+
+    def _pairs(self, i: int, mech: ConditionalFlow) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(bank slice, mechanism tensor)`` views of node ``i``, both ``[in, out]``/``[1, out]``."""
+        c = self.widths[i]
+        skip, loc, shape = mech.location.linear, _linears(mech.location.mlp), _linears(mech.shape)
+        firsts = [skip, loc[0], shape[0]]
+        out, start = [], 0
+        for layer in firsts:
+            stop = start + layer.out_features
+            out += [(self.w_in[i, :c, start:stop], layer.weight.T), (self.b_in[i, :, start:stop], layer.bias[None])]
+            start = stop
+        for bank, layers in ((self.loc, loc[1:]), (self.shape, shape[1:])):
+            for j, layer in enumerate(layers):
+                out += [(bank[2 * j][i], layer.weight.T), (bank[2 * j + 1][i], layer.bias[None])]
+        return out
+
+    def write_back(self, mechanisms: Sequence[ConditionalFlow]) -> None:
+        """Copy every node's weights into its mechanism (in place, so optimisers or views held
+        on the mechanism's parameters stay valid)."""
+        with torch.no_grad():
+            for i, mech in enumerate(mechanisms):
+                for bank_view, mech_view in self._pairs(i, mech):
+                    mech_view.copy_(bank_view)
+
+    def log_prob(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x_i | pa_i)`` ``[N, B]`` of every node from the padded contexts ``[N, B, C]``
+        and values ``[N, B]``; the expressions of ``ConditionalFlow._fast_forward_and_ladj``."""
+        h = torch.baddbmm(self.b_in, context, self.w_in)
+        if self.hidden:
+            width = self.hidden[0]
+            skip = h[..., 0]
+            h_loc, h_shape = torch.relu(h[..., 1 : 1 + width]), torch.tanh(h[..., 1 + width :])
+            depth = len(self.loc) // 2
+            for j in range(depth):
+                h_loc = torch.baddbmm(self.loc[2 * j + 1], h_loc, self.loc[2 * j])
+                h_shape = torch.baddbmm(self.shape[2 * j + 1], h_shape, self.shape[2 * j])
+                if j < depth - 1:
+                    h_loc, h_shape = torch.relu(h_loc), torch.tanh(h_shape)
+            shift, params = skip + h_loc[..., 0], h_shape
+        else:
+            shift, params = h[..., 0] + h[..., 1], h[..., 2:]
+        scale = params[..., 0]
+        log_scale = scale / (1 + abs(scale / _LOG_SLOPE))  # MonotonicAffineTransform
+        v = (x - shift) / log_scale.exp()
+        ladj = -log_scale
+        width = 3 * self.bins - 1
+        for s in range(self.splines):
+            knots = _knots(params[..., 1 + s * width : 1 + (s + 1) * width], self.bins)
+            v, part = _rqs_forward_and_ladj(knots, v)
+            ladj = ladj + part
+        return -0.5 * v.square() - _HALF_LOG_2PI + ladj
+
+    def nll(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Every node's mean negative log-likelihood over the rows, ``[N]``."""
+        return -self.log_prob(context, x).mean(dim=1)
+
+
+class _MaskedAdam:
+    """One Adam over the stacked weights (``torch.optim.Adam``'s update, multi-tensor), with
+    per-node gradient clipping and a per-node update mask."""
+
+    def __init__(self, params: list[nn.Parameter], lr: float, weight_decay: float, max_grad_norm: float) -> None:
+        self.params, self.lr, self.wd, self.max_norm = params, lr, weight_decay, max_grad_norm
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t = 0
+        self.masks: list[torch.Tensor] | None = None  # None: every node steps
+
+    def freeze(self, active: torch.Tensor) -> None:
+        """Step only the nodes where ``active`` (bool ``[N]``) holds from now on."""
+        self.masks = None if bool(active.all()) else [
+            active.to(p.dtype).reshape(-1, *[1] * (p.dim() - 1)) for p in self.params
+        ]
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor]) -> None:
+        """Clip per node, then ``m ← β₁m + (1−β₁)g``, ``v ← β₂v + (1−β₂)g²``,
+        ``θ ← θ − mask · lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)`` (torch.optim.Adam's order)."""
+        norms = torch.stack([g.square().flatten(1).sum(1) for g in grads]).sum(0).sqrt()
+        coef = (self.max_norm / (norms + _CLIP_EPS)).clamp(max=1.0)
+        grads = [g * coef.reshape(-1, *[1] * (g.dim() - 1)) for g in grads]
+        if self.wd:
+            grads = torch._foreach_add(grads, self.params, alpha=self.wd)
+        b1, b2 = _BETAS
+        self.t += 1
+        torch._foreach_lerp_(self.m, grads, 1 - b1)
+        torch._foreach_mul_(self.v, b2)
+        torch._foreach_addcmul_(self.v, grads, grads, 1 - b2)
+        step_size = self.lr / (1 - b1**self.t)
+        denom = torch._foreach_sqrt(self.v)
+        torch._foreach_div_(denom, math.sqrt(1 - b2**self.t))
+        torch._foreach_add_(denom, _EPS)
+        numer = self.m if self.masks is None else torch._foreach_mul(self.m, self.masks)
+        torch._foreach_addcdiv_(self.params, numer, denom, -step_size)
+
+
+def train_bank(
+    mechanisms: Mapping[str, ConditionalFlow],
+    values: Mapping[str, torch.Tensor],
+    contexts: Mapping[str, torch.Tensor],
+    train_rows: torch.Tensor,
+    val_rows: torch.Tensor | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+    patience: int = 20,
+    weight_decay: float = 0.0,
+    max_grad_norm: float = MAX_GRAD_NORM,
+    min_delta: float = 1e-4,
+    progress: bool = True,
+    desc: str = "training flow bank",
+    compile: bool | str = "auto",
+) -> TrainingHistory:
+    """Train the named flows (one :func:`bank_groups` group) as one :class:`FlowBank` and
+    write their weights back; the options and the returned history are those of
+    :func:`deepscm.training.train` on the mechanisms' default terms (``values[name]`` ``(n, 1)``,
+    ``contexts[name]`` ``(n, c_name)``, rows indexing both). Mini-batches are drawn from
+    ``generator`` as ``train`` draws them.
+
+    ``compile``: ``True`` compiles the log-density with ``torch.compile`` (full mini-batches;
+    the ragged last one runs eagerly), ``False`` never, ``"auto"`` when the fit runs at least
+    :data:`COMPILE_MIN_STEPS` full steps for sure and ``batch_size ≤`` :data:`COMPILE_MAX_BATCH`.
+    """
+    if not (isinstance(epochs, int) and epochs >= 1 and isinstance(batch_size, int) and batch_size >= 1):
+        raise ConfigError(f"epochs ({epochs!r}) and batch_size ({batch_size!r}) must be integers ≥ 1")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    if compile not in (True, False, "auto"):
+        raise ConfigError(f"compile must be True, False or 'auto', got {compile!r}")
+    names = list(mechanisms)
+    mechs = [mechanisms[n] for n in names]
+    dp = distributed.current()  # data-parallel: rank 0's start, shares of each batch (as train())
+    if dp is not None:
+        dp.broadcast(mechs)
+    bank = FlowBank(mechs)
+    history = TrainingHistory(train_loss={n: [] for n in names}, val_loss={n: [] for n in names})
+    n_nodes, width = len(names), max(bank.widths)
+    ref = bank.w_in
+    x = torch.stack([values[n].reshape(-1).to(ref) for n in names])  # [N, rows]
+    ctx = torch.zeros(n_nodes, x.shape[1], width, dtype=ref.dtype, device=ref.device)
+    for i, n in enumerate(names):
+        ctx[i, :, : bank.widths[i]] = contexts[n]
+    sure_steps = (len(train_rows) // batch_size) * (min(epochs, patience + 1) if val_rows is not None else epochs)
+    nll = bank.nll
+    if compile is True or (
+        compile == "auto" and sure_steps >= COMPILE_MIN_STEPS and batch_size <= COMPILE_MAX_BATCH
+    ):
+        nll = torch.compile(bank.nll, dynamic=False)
+    params = list(bank.parameters())
+    optimiser = _MaskedAdam(params, lr, weight_decay, max_grad_norm)
+    active = torch.ones(n_nodes, dtype=torch.bool, device=ref.device)
+    best = [math.inf] * n_nodes
+    best_state = [p.detach().clone() for p in params]
+    waited = [0] * n_nodes
+    start: list[float] | None = None
+    val_start: list[float | None] = [None] * n_nodes
+    validate = val_rows is not None and len(val_rows) > 0
+    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        running = [i for i in range(n_nodes) if bool(active[i])]
+        weight = active.to(ref.dtype)
+        order = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
+        sums = torch.zeros(n_nodes, dtype=torch.float64, device=ref.device)
+        seen = 0
+        for first in range(0, len(order), batch_size):
+            rows = order[first : first + batch_size]
+            full = len(rows) == batch_size
+            share = 1.0
+            if dp is not None:
+                shared = dp.share(rows)
+                if shared is None:
+                    continue
+                rows, share = shared
+            loss = (nll if full and dp is None else bank.nll)(ctx[:, rows], x[:, rows])
+            grads = list(torch.autograd.grad((loss * weight).sum(), params))
+            if dp is not None:
+                grads = dp.reduce_tensors(grads, share)
+            optimiser.step(grads)
+            loss = loss.detach()
+            if start is None:
+                start = loss.tolist()
+            sums += loss.double() * len(rows)
+            seen += len(rows)
+        if dp is not None:
+            *totals, seen = dp.all_sum(sums.tolist() + [seen], ref.device)
+            sums = torch.tensor(totals, dtype=torch.float64, device=ref.device)
+        if not seen:
+            raise ConfigError("an epoch had no training rows: give more rows or a smaller batch_size")
+        means = (sums / seen).tolist()
+        finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in params]).all(0).tolist()
+        for i in running:
+            history.train_loss[names[i]].append(means[i])
+            _check_finite(names[i], means[i], epoch, "training")
+            _check_diverged(names[i], means[i], start[i], epoch, "training")
+            if not finite[i]:
+                raise TrainingError(
+                    f"a weight of {names[i]!r} became non-finite at epoch {epoch + 1}: training "
+                    f"diverged. {_advice()}"
+                )
+        history.epochs_run = epoch + 1
+        if not validate:
+            continue
+        scores = _score(bank, ctx, x, val_rows, dp)
+        improved = []
+        for i in running:
+            value = scores[i]
+            _check_finite(names[i], value, epoch, "held-out")
+            if val_start[i] is None:
+                val_start[i] = value
+            _check_diverged(names[i], value, val_start[i], epoch, "held-out")
+            history.val_loss[names[i]].append(value)
+            if value < best[i] - min_delta:
+                best[i], waited[i] = value, 0
+                history.best_epoch[names[i]] = epoch
+                improved.append(i)
+            else:
+                waited[i] += 1
+                if waited[i] >= patience:
+                    active[i] = False
+        if improved:
+            idx = torch.tensor(improved, device=ref.device)
+            for p, b in zip(params, best_state):
+                b.index_copy_(0, idx, p.detach().index_select(0, idx))
+        if len(running) != int(active.sum()):
+            optimiser.freeze(active)
+        bar.set_postfix(val=f"{sum(best):.3f}", active=int(active.sum()))
+        if not bool(active.any()):
+            break
+    bar.close()
+    if validate:
+        with torch.no_grad():
+            for p, b in zip(params, best_state):
+                p.copy_(b)
+    bank.write_back(mechs)
+    for mech in mechs:
+        mech.eval()
+    return history
+
+
+def _score(bank: FlowBank, ctx: torch.Tensor, x: torch.Tensor, rows: torch.Tensor,
+           dp: distributed.DataParallel | None = None, chunk: int = 16_384) -> list[float]:
+    """Every node's mean held-out negative log-likelihood, in chunks, without gradients (the
+    score of :func:`deepscm.training.evaluate`); data-parallel, each process scores its shard
+    and every process gets the same mean."""
+    local = rows if dp is None else rows[dp.rank :: dp.world_size]
+    total = torch.zeros(bank.nodes, dtype=torch.float64, device=x.device)
+    with torch.no_grad():
+        for first in range(0, len(local), chunk):
+            part = local[first : first + chunk]
+            total += bank.nll(ctx[:, part], x[:, part]).double() * len(part)
+    if dp is not None:
+        total = torch.tensor(dp.all_sum(total.tolist(), x.device), dtype=torch.float64)
+    return (total / len(rows)).tolist()
+
