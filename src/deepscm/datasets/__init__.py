@@ -9,7 +9,8 @@
   Learning-Mindsets-like SCM with a known effect (:func:`load_mindsets`).
 - Fairness: a credit SCM with a sensitive attribute (:func:`load_credit`).
 - Hidden confounders: binary SCMs of the neural-causal-model graphs with exact interventional
-  and counterfactual answers (:func:`load_confounded`, :func:`list_confounded`).
+  and counterfactual answers (:func:`load_confounded`, :func:`list_confounded`), and continuous
+  ones with quadrature-exact interventional answers (:func:`load_confounded_continuous`).
 - The CausalVAE pendulum with true counterfactual images (:func:`load_pendulum`,
   :class:`PendulumGenerator`).
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from .base import FAMILIES, GroundTruthSCM
 from .confounded import ConfoundedSCM, list_confounded, load_confounded
+from .confounded_continuous import ContinuousConfoundedSCM, list_confounded_continuous, load_confounded_continuous
 from .effects import EffectData, load_ihdp, load_lalonde, load_nhefs
 from .fairness_scm import credit_scm, load_credit
 from .mindsets import load_mindsets
@@ -31,8 +33,8 @@ from .pendulum import PendulumGenerator, load_pendulum, measure_pendulum, measur
 from .suite import KINDS, list_scms, load_scm, suite
 
 __all__ = [
-    "FAMILIES", "KINDS", "ConfoundedSCM", "EffectData", "GroundTruthSCM", "MorphoDigits",
-    "PendulumGenerator", "credit_scm", "list_confounded", "list_scms", "load_confounded",
+    "FAMILIES", "KINDS", "ConfoundedSCM", "ContinuousConfoundedSCM", "EffectData", "GroundTruthSCM", "MorphoDigits",
+    "PendulumGenerator", "credit_scm", "list_confounded", "list_confounded_continuous", "list_scms", "load_confounded", "load_confounded_continuous",
     "load_credit", "load_digit_images",
     "load_ihdp", "load_lalonde", "load_mindsets", "load_nhefs", "load_pendulum", "load_scm",
     "measure_pendulum", "measure_shadow", "suite",

@@ -8,7 +8,11 @@
   (``deepscm.ncm.identify``);
 - :func:`lp_bounds`: sharp bounds by the response-function linear program, Balke & Pearl
   (1997) and its generalisation (``deepscm.ncm.bounds``);
-- :func:`parse_binary_query`: ``"p(y | do(x))"``, ``"ate(x, y)"``, ``"ett(x, y)"``.
+- :func:`parse_binary_query`: ``"p(y | do(x))"``, ``"ate(x, y)"``, ``"ett(x, y)"``;
+- :class:`GANNCM`: a GAN-NCM for continuous or mixed data (WGAN-GP on the joint, or per
+  c-component with ``modular=True``) (``deepscm.ncm.gan``);
+- :func:`continuous_bounds`: bounds on a continuous-treatment query among generators within a
+  Sinkhorn-divergence budget of the data (Balazadeh et al. 2022) (``deepscm.ncm.continuous_bounds``).
 
 Example:
     >>> from deepscm.datasets.confounded import load_confounded
@@ -19,15 +23,22 @@ Example:
 """
 
 from .bounds import LPBounds, lp_bounds
+from .continuous_bounds import ContinuousBounds, continuous_bounds, sinkhorn_divergence
+from .gan import GANNCM, training_groups
 from .identify import NeuralIDResult, neural_identify
 from .model import NeuralCausalModel, c2_components, response_types
 from .queries import BinaryQuery, parse_binary_query
 
 __all__ = [
     "BinaryQuery",
+    "ContinuousBounds",
+    "GANNCM",
     "LPBounds",
     "NeuralCausalModel",
     "NeuralIDResult",
+    "continuous_bounds",
+    "sinkhorn_divergence",
+    "training_groups",
     "c2_components",
     "lp_bounds",
     "neural_identify",
