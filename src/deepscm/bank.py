@@ -15,9 +15,12 @@ Semantics are those of :func:`~deepscm.training.train` on the nodes' terms:
 - the loss of node ``i`` is its mean negative log-likelihood on the mini-batch; gradients are
   clipped per node, ``g_i ← g_i · min(1, c / (‖g_i‖ + 10⁻⁶))`` with ``‖g_i‖`` the norm over
   node ``i``'s slice of every stacked weight (what ``clip_grad_norm_`` does per term);
-- early stopping is per node, by masks: a node whose held-out score has not improved by
-  ``min_delta`` for ``patience`` epochs leaves the loss (mask 0) and Adam's update (mask 0),
-  so its weights are frozen; its best weights are kept and written back at the end;
+- early stopping is per node: a node whose held-out score has not improved by ``min_delta``
+  for ``patience`` epochs leaves the bank (its rows of the stacked weights and of Adam's
+  moments are dropped, which changes no other node's update: Adam is element-wise and the
+  clipping per node; a compiled bank keeps its shapes and masks the node out of the loss and
+  the update instead), so its weights are frozen; its best weights are kept and written back
+  at the end;
 - contexts are padded with zeros to the widest parent set, and the padded rows of the first
   layer's weights start at zero: their input is exactly zero, so their gradient is exactly
   zero, their Adam moments stay zero and so do they (weight decay of zero is zero) — a padded
@@ -214,6 +217,18 @@ class FlowBank(nn.Module):
         """Every node's mean negative log-likelihood over the rows, ``[N]``."""
         return -self.log_prob(context, x).mean(dim=1)
 
+    def select(self, keep: torch.Tensor) -> FlowBank:
+        """A bank of the nodes at positions ``keep`` (copies of their weights, same layout)."""
+        out = FlowBank.__new__(FlowBank)
+        nn.Module.__init__(out)
+        out.nodes, out.widths = len(keep), [self.widths[i] for i in keep.tolist()]
+        out.hidden, out.bins, out.splines = self.hidden, self.bins, self.splines
+        out.w_in = nn.Parameter(self.w_in.detach()[keep].clone())
+        out.b_in = nn.Parameter(self.b_in.detach()[keep].clone())
+        out.loc = nn.ParameterList([nn.Parameter(p.detach()[keep].clone()) for p in self.loc])
+        out.shape = nn.ParameterList([nn.Parameter(p.detach()[keep].clone()) for p in self.shape])
+        return out
+
 
 class _MaskedAdam:
     """One Adam over the stacked weights (``torch.optim.Adam``'s update, multi-tensor), with
@@ -225,6 +240,16 @@ class _MaskedAdam:
         self.v = [torch.zeros_like(p) for p in params]
         self.t = 0
         self.masks: list[torch.Tensor] | None = None  # None: every node steps
+
+    def select(self, params: list[nn.Parameter], keep: torch.Tensor) -> _MaskedAdam:
+        """This optimiser's state for the nodes at positions ``keep``, stepping ``params``
+        (their weights in a :meth:`FlowBank.select` bank); Adam's update is element-wise and
+        the clipping per node, so the kept nodes' updates are unchanged."""
+        out = _MaskedAdam(params, self.lr, self.wd, self.max_norm)
+        out.m = [m[keep].clone() for m in self.m]
+        out.v = [v[keep].clone() for v in self.v]
+        out.t = self.t
+        return out
 
     def freeze(self, active: torch.Tensor) -> None:
         """Step only the nodes where ``active`` (bool ``[N]``) holds from now on."""
@@ -294,21 +319,23 @@ def train_bank(
     dp = distributed.current()  # data-parallel: rank 0's start, shares of each batch (as train())
     if dp is not None:
         dp.broadcast(mechs)
-    bank = FlowBank(mechs)
+    full = FlowBank(mechs)
     history = TrainingHistory(train_loss={n: [] for n in names}, val_loss={n: [] for n in names})
-    n_nodes, width = len(names), max(bank.widths)
-    ref = bank.w_in
+    n_nodes, width = len(names), max(full.widths)
+    ref = full.w_in
     x = torch.stack([values[n].reshape(-1).to(ref) for n in names])  # [N, rows]
     ctx = torch.zeros(n_nodes, x.shape[1], width, dtype=ref.dtype, device=ref.device)
     for i, n in enumerate(names):
-        ctx[i, :, : bank.widths[i]] = contexts[n]
+        ctx[i, :, : full.widths[i]] = contexts[n]
     sure_steps = (len(train_rows) // batch_size) * (min(epochs, patience + 1) if val_rows is not None else epochs)
-    nll = bank.nll
-    if compile is True or (
+    compiled = compile is True or (
         compile == "auto" and sure_steps >= COMPILE_MIN_STEPS and batch_size <= COMPILE_MAX_BATCH
-    ):
-        nll = torch.compile(bank.nll, dynamic=False)
-    params = list(bank.parameters())
+    )
+    # the nodes still training (positions in ``full``): eager banks drop a node once it stops
+    # (its best weights are kept in ``best_state``); a compiled bank keeps its shapes and masks
+    bank, live = full, torch.arange(n_nodes, device=ref.device)
+    nll = torch.compile(full.nll, dynamic=False) if compiled else full.nll
+    params = list(full.parameters())
     optimiser = _MaskedAdam(params, lr, weight_decay, max_grad_norm)
     active = torch.ones(n_nodes, dtype=torch.bool, device=ref.device)
     best = [math.inf] * n_nodes
@@ -319,21 +346,21 @@ def train_bank(
     validate = val_rows is not None and len(val_rows) > 0
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
-        running = [i for i in range(n_nodes) if bool(active[i])]
-        weight = active.to(ref.dtype)
+        running = live[active[live]].tolist()
+        weight = active[live].to(ref.dtype)
         order = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
-        sums = torch.zeros(n_nodes, dtype=torch.float64, device=ref.device)
+        sums = torch.zeros(len(live), dtype=torch.float64, device=ref.device)
         seen = 0
         for first in range(0, len(order), batch_size):
             rows = order[first : first + batch_size]
-            full = len(rows) == batch_size
+            full_batch = len(rows) == batch_size
             share = 1.0
             if dp is not None:
                 shared = dp.share(rows)
                 if shared is None:
                     continue
                 rows, share = shared
-            loss = (nll if full and dp is None else bank.nll)(ctx[:, rows], x[:, rows])
+            loss = (nll if full_batch and dp is None else bank.nll)(ctx[:, rows], x[:, rows])
             grads = list(torch.autograd.grad((loss * weight).sum(), params))
             if dp is not None:
                 grads = dp.reduce_tensors(grads, share)
@@ -348,8 +375,9 @@ def train_bank(
             sums = torch.tensor(totals, dtype=torch.float64, device=ref.device)
         if not seen:
             raise ConfigError("an epoch had no training rows: give more rows or a smaller batch_size")
-        means = (sums / seen).tolist()
-        finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in params]).all(0).tolist()
+        means = dict(zip(live.tolist(), (sums / seen).tolist()))
+        finite = dict(zip(live.tolist(), torch.stack(
+            [torch.isfinite(p.detach()).flatten(1).all(1) for p in params]).all(0).tolist()))
         for i in running:
             history.train_loss[names[i]].append(means[i])
             _check_finite(names[i], means[i], epoch, "training")
@@ -362,7 +390,7 @@ def train_bank(
         history.epochs_run = epoch + 1
         if not validate:
             continue
-        scores = _score(bank, ctx, x, val_rows, dp)
+        scores = dict(zip(live.tolist(), _score(bank, ctx, x, val_rows, dp)))
         improved = []
         for i in running:
             value = scores[i]
@@ -380,20 +408,29 @@ def train_bank(
                 if waited[i] >= patience:
                     active[i] = False
         if improved:
-            idx = torch.tensor(improved, device=ref.device)
+            local = torch.searchsorted(live, torch.tensor(improved, device=ref.device))
             for p, b in zip(params, best_state):
-                b.index_copy_(0, idx, p.detach().index_select(0, idx))
-        if len(running) != int(active.sum()):
-            optimiser.freeze(active)
+                b.index_copy_(0, live[local], p.detach().index_select(0, local))
         bar.set_postfix(val=f"{sum(best):.3f}", active=int(active.sum()))
         if not bool(active.any()):
             break
+        if len(running) != int(active.sum()):
+            if compiled:
+                optimiser.freeze(active[live])
+            else:
+                keep = torch.nonzero(active[live]).flatten()
+                bank, live = bank.select(keep), live[keep]
+                params = list(bank.parameters())
+                optimiser = optimiser.select(params, keep)
+                ctx, x, nll = ctx[keep], x[keep], bank.nll
     bar.close()
-    if validate:
-        with torch.no_grad():
-            for p, b in zip(params, best_state):
+    with torch.no_grad():
+        for p, b, q in zip(full.parameters(), best_state, params):
+            if validate:
                 p.copy_(b)
-    bank.write_back(mechs)
+            else:  # no early stopping: nothing was dropped, the last weights are the result
+                p.copy_(q)
+    full.write_back(mechs)
     for mech in mechs:
         mech.eval()
     return history
