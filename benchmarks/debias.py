@@ -19,7 +19,9 @@ like SCM (the CCGM Table II protocol) and on the pendulum (sweeps, true counterf
   after removing θ → x_shadow the shadow position moves < 2% of its range over the θ sweep
   while the width still responds.
 
-``--part mindsets|pendulum`` runs one part and keeps the other part's stored results.
+``--part mindsets|pendulum`` runs one part and keeps the other part's stored results; with
+``--part pendulum``, an image decoder skipped by ``--image-epochs 0`` / ``--concept-epochs 0``
+keeps its stored results (marked with the run that made them).
 Writes ``results/debias.{json,md}`` and ``results/debias_*.png``.
 """
 
@@ -190,7 +192,8 @@ def pendulum_study(size: int, epochs: int, image_epochs: int, concept_epochs: in
         started = time.perf_counter()
         image_models[decoder] = CCGM(list(LABELS), list(LABELS[:2]), graph=PendulumGenerator.graph, variant="image",
                                      image_decoder=decoder).fit(train, epochs=n_epochs, seed=seed, progress=False)
-        image_info[decoder] = {"epochs": n_epochs, "seconds": round(time.perf_counter() - started, 1)}
+        image_info[decoder] = {"epochs": n_epochs, "seconds": round(time.perf_counter() - started, 1),
+                               "weights": image_models[decoder].weights}
     units = test.drop(columns="image").sample(n_units, random_state=seed).reset_index(drop=True)
     lo, hi = LABEL_RANGES["pendulum_angle"]
     thetas = np.linspace(lo, hi, 7)
@@ -272,9 +275,12 @@ def markdown(res: dict) -> str:
         for d, sweeps in p["decoded"].items():
             info = p["image_models"][d]
             for name, r in sweeps.items():
-                lines.append(f"| {d} | {info['epochs']} | {info['seconds']} | {name} | {r['image_mae']:.4f} | "
+                lines.append(f"| {d}{' †' if 'run' in info else ''} | {info['epochs']} | {info['seconds']} | {name} | {r['image_mae']:.4f} | "
                              f"{r['position_moves']:.3f} | {r['true_position_moves']:.3f} | {r['width_moves']:.3f} | "
                              f"{r['true_width_moves']:.3f} |")
+        for d, info in p["image_models"].items():
+            if "run" in info:
+                lines.append(f"\n† kept from an earlier run: {_run_line(info['run'])}.")
         for d, sweeps in p["decoded"].items():
             r, base = sweeps["theta sweep, theta -> shadow_position removed"], sweeps["theta sweep"]
             ok = (r["position_moves"] < 0.02 and r["width_moves"] > 0.05
@@ -284,7 +290,8 @@ def markdown(res: dict) -> str:
                          f"{'met' if ok else 'NOT met'} ({r['position_moves']:.4f}, width {r['width_moves']:.3f}; "
                          f"unedited {base['position_moves']:.3f} vs true {base['true_position_moves']:.3f}).")
         lines += ["", "Grids `debias_pendulum_{0..3}.png` (one test unit; rows: true counterfactual, label→label CCGM "
-                  f"rendered, then the image decoders {list(p['decoded'])}; columns: the sweep)."]
+                  f"rendered, then the image decoders {[d for d, i in p['image_models'].items() if 'run' not in i]}; "
+                  "columns: the sweep)."]
     return "\n".join(lines) + "\n"
 
 
@@ -303,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     res = json.loads(out.read_text()) if out.exists() and args.part != "all" else {}
+    old_pendulum = res.get("pendulum") if args.part == "pendulum" else None
     command = "python benchmarks/debias.py " + " ".join(argv if argv is not None else sys.argv[1:])
     for part in ("mindsets", "pendulum"):
         if args.part not in ("all", part):
@@ -314,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
             res[part] = pendulum_study(args.size, args.epochs, args.image_epochs, args.concept_epochs, args.units,
                                        args.seed, out.parent)
         res[part]["run"] = {"command": command, "machine": machine, "seconds": round(time.perf_counter() - started, 1)}
+        if part == "pendulum" and old_pendulum:
+            for d, stored in old_pendulum.get("decoded", {}).items():
+                if d not in res[part]["decoded"]:
+                    res[part]["decoded"][d] = stored
+                    res[part]["image_models"][d] = {**old_pendulum["image_models"][d],
+                                                    "run": old_pendulum["image_models"][d].get("run", old_pendulum["run"])}
     if "command" in res and "mindsets" in res and "run" not in res["mindsets"]:  # results of the one-run format
         res["mindsets"]["run"] = {"command": res["command"], "machine": res["machine"], "seconds": None}
     for old in ("command", "machine", "seconds"):

@@ -3,10 +3,10 @@ whose counterfactual (de-biased) variants are made by removing edges of a learne
 and DECAF (van Breugel et al.), per-node generators trained against one critic on the joint,
 whose fair variants are generated with edges removed."""
 
-from .ccgm import CCGM, DEFAULT_WEIGHTS, IMAGE_DECODERS, VARIANTS, AugmentedLagrangian, notears
+from .ccgm import CAUSE_TOL, CCGM, DEFAULT_WEIGHTS, IMAGE_DECODERS, VARIANTS, AugmentedLagrangian, notears
 from .decaf import DECAF, MAX_CATEGORIES
 
 __all__ = [
-    "CCGM", "DECAF", "AugmentedLagrangian", "DEFAULT_WEIGHTS", "IMAGE_DECODERS", "MAX_CATEGORIES",
+    "CAUSE_TOL", "CCGM", "DECAF", "AugmentedLagrangian", "DEFAULT_WEIGHTS", "IMAGE_DECODERS", "MAX_CATEGORIES",
     "VARIANTS", "notears",
 ]
