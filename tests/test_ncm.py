@@ -5,10 +5,14 @@ import pandas as pd
 import pytest
 
 from deepscm.datasets.confounded import ConfoundedSCM, load_confounded
-from deepscm.errors import ConfigError, DataError, GraphError, NotFittedError, UnsupportedGraphError
+from scipy.stats import chi2
+
+from deepscm.errors import (
+    ConfigError, DataError, DeepSCMWarning, GraphError, NotFittedError, UnsupportedGraphError,
+)
 from deepscm.graph import CausalGraph
 from deepscm.ncm import NeuralCausalModel, c2_components, lp_bounds, neural_identify, parse_binary_query
-from deepscm.ncm.model import response_types
+from deepscm.ncm.model import deviance, response_types
 
 
 # ---------------------------------------------------------------------- LP bounds
@@ -168,6 +172,72 @@ def test_staged_search_backdoor_is_a_point():
     assert res.lower <= res.estimate <= res.upper and res.upper - res.lower < 0.1
     assert 0.005 < res.se < 0.03  # the plug-in ATE's s.e. at n = 10k is about 0.015
     assert abs(res.gap) < res.se
+
+
+def test_deviance_is_2n_kl_and_flags_an_unfitted_model():
+    """G² = 2n·(NLL − H_n); the bow NCM is saturated, so its MLE reproduces the data (G² ≈ 0)."""
+    scm = load_confounded("bow", 0)
+    df = scm.sample(4000, seed=1)
+    ncm = NeuralCausalModel(scm.graph, seed=0).fit(df, steps=150)
+    g2, dof = deviance(ncm, df)
+    assert dof == 3 and g2 == pytest.approx(2 * 4000 * max(0.0, ncm.nll(df) - ncm._entropy), abs=0.05)
+    assert g2 < chi2.ppf(0.999, dof)
+    assert deviance(NeuralCausalModel(scm.graph, seed=0).fit(df, steps=1), df)[0] > 10 * chi2.ppf(0.999, dof)
+
+
+FEW = dict(restarts=1, search_steps=20, tighten_steps=10, passes=1, search_retries=0)
+
+
+def test_poor_fit_is_refitted_and_a_remaining_one_flagged():
+    """30 Adam steps leave backdoor's G² ≈ 600 (a failed fit, as frontdoor seed 1's restart in the
+    benchmark): without refits the result must say so; one refit (60 steps) fits."""
+    scm = load_confounded("backdoor", 0)
+    df = scm.sample(10_000, seed=1)
+    with pytest.warns(DeepSCMWarning, match="poorly"):
+        poor = neural_identify(scm.graph, df, "ate(x, y)", fit_steps=30, refits=0, **FEW)
+    assert not poor.fit_ok and "unreliable" in poor.message and poor.deviance > chi2.ppf(0.999, 7)
+    refit = neural_identify(scm.graph, df, "ate(x, y)", fit_steps=30, refits=1, **FEW)
+    assert refit.restarts[0]["refits"] == 1 and refit.fit_ok and refit.deviance < chi2.ppf(0.999, 7)
+
+
+def test_search_finding_a_better_fit_refines_the_fit():
+    """Stage 1 stopped early (60 steps: NLL ~3e-4 above the MLE, > ε/4), as m seed 0 in the
+    benchmark, where the budget was measured from the wrong NLL* and the verdict failed: the
+    searches find the lower NLL, the fit is refined and the verdict and estimate are right."""
+    scm = load_confounded("backdoor", 0)
+    df = scm.sample(10_000, seed=1)
+    res = neural_identify(scm.graph, df, "ate(x, y)", restarts=1, fit_steps=60, search_steps=60,
+                          tighten_steps=20, refits=0)
+    assert res.passes >= 2 and res.converged
+    assert res.nll_fit < res.restarts[0]["nll_fit"] - res.eps / 4
+    assert res.identifiable and res.estimate == pytest.approx(scm.ate(), abs=0.03)
+
+
+def test_search_that_ends_outside_the_budget_is_retried():
+    """A loose budget of 1 nat and 12 steps leaves the search far outside ε at its end (the
+    stalled frontdoor/iv searches of the benchmark): it is rerun with a tighter start."""
+    scm = load_confounded("bow", 0)
+    df = scm.sample(5000, seed=1)
+    res = neural_identify(scm.graph, df, "ate(x, y)", restarts=1, fit_steps=150, search_steps=12,
+                          tighten_steps=4, eps_start=1.0, search_retries=2, passes=1)
+    assert res.restarts[0]["search_retries"] >= 1
+    assert res.lower <= res.restarts[0]["estimate"] <= res.upper
+
+
+def test_stalled_search_is_continued_from_its_most_extreme_fit():
+    """30 search steps stop far inside the bow's identified set (width ~1, as the short searches
+    of bow/iv restarts in the benchmark): continuation rounds from the most extreme data-fitting
+    iterate widen the interval towards the sharp LP bounds, never past them by more than the
+    profile-likelihood slack."""
+    scm = load_confounded("bow", 0)
+    df = scm.sample(10_000, seed=1)
+    kw = dict(restarts=1, fit_steps=150, search_steps=30, tighten_steps=10, passes=1)
+    short = neural_identify(scm.graph, df, "ate(x, y)", **kw)
+    longer = neural_identify(scm.graph, df, "ate(x, y)", extend=3, **kw)
+    lp = lp_bounds(scm.graph, df, "ate(x, y)")
+    assert longer.restarts[0]["search_extensions"] >= 2
+    assert longer.upper - longer.lower > short.upper - short.lower + 0.05
+    assert lp.lower - 0.03 <= longer.lower and longer.upper <= lp.upper + 0.03
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from .bounds import LPBounds, lp_bounds
 from .continuous_bounds import ContinuousBounds, continuous_bounds, sinkhorn_divergence
 from .gan import GANNCM, training_groups
 from .identify import NeuralIDResult, neural_identify
-from .model import NeuralCausalModel, c2_components, response_types
+from .model import NeuralCausalModel, c2_components, deviance, response_types
 from .queries import BinaryQuery, parse_binary_query
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "sinkhorn_divergence",
     "training_groups",
     "c2_components",
+    "deviance",
     "lp_bounds",
     "neural_identify",
     "parse_binary_query",

@@ -22,6 +22,27 @@ the two extremes by a **staged, constrained search** instead of the penalty
    ``NLL ≤ NLL* + ε`` count, so every reported end is the query of a model that fits the data.
 3. *Tighten.* The search continues at ``ε/4`` (``z/2``).
 
+**Robustness.** Three checks keep a failed optimisation from reading as a verdict:
+
+- *Poor fit.* A fit's deviance ``G² = 2n·KL(P_n ‖ P̂)`` (:func:`deepscm.ncm.model.deviance`)
+  is at most ``χ²_{2^{|V|}−1}`` when the graph is right and the optimiser found the MLE; a fit
+  above its 0.999 quantile is a local optimum and is refitted (fresh seed, twice the steps;
+  ``refits``), the best kept.
+- *Search that left the basin.* A loose budget can carry the model into another local optimum
+  of the likelihood, from which it never returns within ``ε``; a search whose last iterate is
+  outside the budget is rerun with ``eps_start`` ten times smaller (``search_retries``).
+  A search that stayed feasible but stalled short of the end of a flat direction is continued
+  from its most extreme data-fitting iterate (``extend`` rounds, default 2: on the 8 NCM-paper
+  graphs × 5 seeds the ends within 0.05 of the sharp LP bound rose from 8/15 without it to
+  13/15, at up to twice the search time; ``benchmarks/results/ncm.md``).
+- *Unconverged fit.* A search that finds ``NLL < NLL* − ε/4`` shows stage 1 had not converged
+  (the budget was then measured from the wrong ``NLL*``): the lowest iterate is polished by MLE,
+  becomes the fit, and the searches rerun from it (``passes``).
+
+A result whose best fit still fails the deviance check, or whose last pass still found a better
+fit, has ``fit_ok`` / ``converged`` false and warns (:class:`DeepSCMWarning`): its verdict is
+not to be trusted. The estimate averages only the fits within ``ε/4`` of ``NLL*``.
+
 **Verdict.** For an identifiable query the interval width scales as ``√ε`` (``w(ε) = 2z·s.e.``),
 for a non-identifiable one ``w(ε) ≈ W + 2z·s.e.`` with ``W > 0`` the identified set's width.
 So per restart ``W₀ = 2·w(ε/4) − w(ε)`` extrapolates the width to an exact fit, and
@@ -30,8 +51,8 @@ when ``mean(W₀) + 1.65·s.e.(W₀) < τ`` (the restart-spread rule of
 ``CausalAILab/NCMCounterfactuals``) with ``τ = s.e.``: the identified set, extrapolated to
 an exact fit, is narrower than one standard error of the estimate at this ``n``. (Under
 non-identifiability the estimated s.e. includes ``W/z``, so the rule detects sets wider
-than about ``s.e./(1 − 1/z) ≈ 2·s.e.``.) The estimate is then the mean over restarts of the
-MLE fits' query. ``[lower, upper]`` is the envelope over restarts at level ``ε``: each end
+than about ``s.e./(1 − 1/z) ≈ 2·s.e.``.) The estimate is then the mean of the good fits' query
+(above). ``[lower, upper]`` is the envelope over restarts at level ``ε``: each end
 is the value of a data-fitting NCM, so it is an inner approximation of the profile interval
 (the search can stop short), which in turn covers the population's identified set.
 
@@ -49,6 +70,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,10 +79,10 @@ import torch
 from scipy.stats import chi2
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, NotIdentifiableError, TrainingError
+from ..errors import ConfigError, DeepSCMWarning, NotIdentifiableError, TrainingError
 from ..graph import CausalGraph
 from ..identification import identify
-from .model import NeuralCausalModel
+from .model import NeuralCausalModel, deviance
 from .queries import BinaryQuery, as_graph, binary_table, parse_binary_query
 
 __all__ = ["NeuralIDResult", "neural_identify"]
@@ -85,10 +107,18 @@ class NeuralIDResult:
         id_estimand: the ID formula when it exists.
         restarts: one dict per restart (``seed``, ``nll_fit``, ``nll_search_min``, ``tv_fit`` (total variation
             between the fitted NCM's ``P̂(v)`` and the data), ``estimate``, ``lower``,
-            ``upper``, ``lower_tight``, ``upper_tight`` (at ``ε/4``), ``start``, ``seconds``).
+            ``upper``, ``lower_tight``, ``upper_tight`` (at ``ε/4``), ``start``, ``seconds``,
+            ``deviance`` (its fit's ``G²``), ``refits``, ``good_fit`` (within ``ε/4`` of the final
+            ``NLL*``), ``search_retries``, ``search_extensions``).
         message: how the neural verdict relates to the ID algorithm's.
         level, eps: the confidence level and the NLL budget ``χ²_{1,level}/(2n)`` (nats/row).
-        nll_fit: the best fitted NLL ``NLL*``.
+        nll_fit: the best fitted NLL ``NLL*`` (lowered when a search found a better fit).
+        fit_ok: the best fit's deviance ``G²`` is within ``χ²_{2^{|V|}−1, 0.999}``
+            (:func:`deepscm.ncm.model.deviance`); when ``False`` the verdict is unreliable (a
+            :class:`DeepSCMWarning` says so).
+        converged: no search found a model more than ``ε/4`` below ``NLL*`` in the last pass.
+        passes: search passes run (a pass reruns the searches from a refined, better fit).
+        deviance: ``G²`` of the best fit.
     """
 
     query: str
@@ -106,6 +136,10 @@ class NeuralIDResult:
     level: float = 0.95
     eps: float = 0.0
     nll_fit: float = float("nan")
+    fit_ok: bool = True
+    converged: bool = True
+    passes: int = 1
+    deviance: float = float("nan")
 
     @property
     def tolerance(self) -> float:
@@ -170,6 +204,11 @@ def neural_identify(
     eval_mc: int = 10_000,
     seed: int = 0,
     progress: bool = False,
+    refits: int = 2,
+    search_retries: int = 2,
+    passes: int = 3,
+    extend: int = 2,
+    extend_tol: float = 0.005,
 ) -> NeuralIDResult:
     """Decide identifiability of a binary ``query`` and bound it by the staged search (module docstring).
 
@@ -190,15 +229,31 @@ def neural_identify(
             values (the discrete latent is exact and ignores both).
         seed: restart ``r`` fits an NCM seeded ``seed + r``.
         progress: a progress bar over the restarts.
+        refits: a fit whose deviance ``G²`` exceeds ``χ²_{df, 0.999}`` (:func:`deviance`) is
+            refitted from a fresh seed with twice the steps, at most this many times.
+        search_retries: a search that ends outside the NLL budget (it left the basin of the
+            fit) is rerun from the same start with ``eps_start`` ten times smaller, at most
+            this many times.
+        passes: when a search finds a model with NLL below ``NLL* − ε/4`` (stage 1 had not
+            converged), that model is polished and becomes the fit, and the searches rerun from
+            it; at most this many passes in all.
+        extend, extend_tol: after a search, up to ``extend`` continuation rounds, each started
+            from the most extreme data-fitting iterate so far with the loose budget again, while
+            a round moves the end by more than ``extend_tol`` (a search that stalled short of the
+            end of a flat direction goes on; each round costs one search).
 
     Raises:
         GraphError: a query naming unknown nodes, or a cyclic graph.
         DataError: a node missing from the data, or non-binary data.
         ConfigError: ``restarts < 1``, ``level`` outside (0, 1) or non-positive steps.
     """
-    if restarts < 1 or not 0 < level < 1 or min(fit_steps, search_steps, tighten_steps) < 1 or eps_start <= 0:
+    if extend < 0 or extend_tol < 0:
+        raise ConfigError(f"extend={extend} and extend_tol={extend_tol} must be >= 0")
+    if (restarts < 1 or not 0 < level < 1 or min(fit_steps, search_steps, tighten_steps, passes) < 1
+            or eps_start <= 0 or min(refits, search_retries) < 0):
         raise ConfigError(
-            f"restarts={restarts} and the step counts must be >= 1, level={level} in (0, 1), eps_start > 0"
+            f"restarts={restarts}, passes={passes} and the step counts must be >= 1, level={level} in (0, 1), "
+            f"eps_start > 0, refits={refits} and search_retries={search_retries} >= 0"
         )
     g = as_graph(graph)
     q = parse_binary_query(query).check(g)
@@ -210,36 +265,90 @@ def neural_identify(
     fits = []
     for r in tqdm(range(restarts), disable=not progress, desc="NCM fits", leave=False):
         t0 = time.perf_counter()
-        ncm = NeuralCausalModel(g, latent=latent, u_dim=u_dim, hidden=hidden, seed=seed + r)
-        ncm.fit(data, steps=fit_steps, lr=lr, mc=mc, final_lr=lr / 10)
-        fits.append((ncm, ncm.nll(data, mc=eval_mc), time.perf_counter() - t0))
-    nll_best = min(f[1] for f in fits)
-    best_model = min(fits, key=lambda f: f[1])[0]
+        best: tuple[NeuralCausalModel, float, float] | None = None
+        for attempt in range(refits + 1):
+            ncm = NeuralCausalModel(g, latent=latent, u_dim=u_dim, hidden=hidden, seed=seed + r + 1000 * attempt)
+            ncm.fit(data, steps=fit_steps * (1 + min(attempt, 1)), lr=lr, mc=mc, final_lr=lr / 10)
+            g2, df = deviance(ncm, data, mc=eval_mc)
+            if best is None or g2 < best[1]:
+                best = (ncm, g2, attempt)
+            if g2 <= chi2.ppf(0.999, df):
+                break
+        ncm, g2, attempt = best
+        fits.append({"model": ncm, "nll": ncm.nll(data, mc=eval_mc), "g2": g2, "df": df, "refits": attempt,
+                     "seconds": time.perf_counter() - t0})
+    rows, w = fits[0]["model"]._tensors(data, None)
+    nll_best = min(f["nll"] for f in fits)
+    best_model = min(fits, key=lambda f: f["nll"])["model"]
+    traces: list[dict[str, list[np.ndarray]]] = [{"upper": [], "lower": []} for _ in fits]
+    retries = [0] * len(fits)
+    extensions = [0] * len(fits)
+    search_seconds = [0.0] * len(fits)
+    n_passes = 0
+    for n_passes in range(1, passes + 1):
+        cache: dict[int, tuple[dict[str, np.ndarray], list | None, float, int, int, float]] = {}
+        for r, fit in enumerate(tqdm(fits, disable=not progress, desc="NCM search", leave=False)):
+            start = fit["model"] if fit["nll"] <= nll_best + eps / 4 else best_model  # fits at both budgets
+            fit["start"] = "own fit" if start is fit["model"] else ("best fit" if n_passes == 1 else "refined fit")
+            computed_here = id(start) not in cache
+            if computed_here:
+                t0 = time.perf_counter()
+                found: dict[str, np.ndarray] = {}
+                low_state, low_nll, k, ext = None, float("inf"), 0, 0
+                for direction, sign in (("upper", 1.0), ("lower", -1.0)):
+                    found[direction], state, state_nll, n_retry, n_ext = _push(
+                        start, rows, w, q, sign, nll_best, eps, eps_start, (search_steps, tighten_steps), lr,
+                        penalty, mc, search_retries, extend, extend_tol,
+                    )
+                    k += n_retry
+                    ext += n_ext
+                    if state_nll < low_nll:
+                        low_state, low_nll = state, state_nll
+                cache[id(start)] = (found, low_state, low_nll, k, ext, time.perf_counter() - t0)
+            found, _, _, k, ext, secs = cache[id(start)]
+            for direction in ("upper", "lower"):
+                traces[r][direction].append(found[direction])
+            retries[r] += k
+            extensions[r] += ext
+            search_seconds[r] += secs if computed_here else 0.0
+        low = min(cache.values(), key=lambda c: c[2])
+        if low[2] >= nll_best - eps / 4 or n_passes == passes:
+            break
+        # stage 1 had not converged: polish the lowest iterate by MLE and search again from it
+        refined = copy.deepcopy(best_model)
+        with torch.no_grad():
+            for p, v in zip(refined.parameters(), low[1]):
+                p.copy_(v)
+        refined.fit(data, steps=max(1, fit_steps // 4), lr=lr / 10, mc=mc, final_lr=lr / 100)
+        refined_nll = refined.nll(data, mc=eval_mc)
+        if refined_nll > low[2]:  # the polish moved away: keep the iterate itself
+            with torch.no_grad():
+                for p, v in zip(refined.parameters(), low[1]):
+                    p.copy_(v)
+            refined_nll = refined.nll(data, mc=eval_mc)
+        best_model, nll_best = refined, min(nll_best, refined_nll)
+    nll_search_min = min(float(t[0].min()) for tr in traces for d in ("upper", "lower") for t in tr[d])
+    converged = nll_search_min >= nll_best - eps / 4
+    g2_best, df = deviance(best_model, data, mc=eval_mc)
+    fit_ok = g2_best <= chi2.ppf(0.999, df)
     runs = []
-    for r, (ncm, nll_fit, fit_seconds) in enumerate(tqdm(fits, disable=not progress, desc="NCM search", leave=False)):
-        t0 = time.perf_counter()
-        start = ncm if nll_fit <= nll_best + eps / 4 else best_model  # the start fits at both budgets
+    for r, fit in enumerate(fits):
+        ncm = fit["model"]
+        good = fit["nll"] <= nll_best + eps / 4
         run: dict = {
-            "seed": seed + r, "nll_fit": nll_fit, "tv_fit": ncm.tv_distance(data, mc=eval_mc),
-            "estimate": ncm.query(q, mc=eval_mc), "start": "own fit" if start is ncm else "best fit",
+            "seed": seed + r, "nll_fit": fit["nll"], "tv_fit": ncm.tv_distance(data, mc=eval_mc),
+            "deviance": fit["g2"], "refits": fit["refits"], "estimate": ncm.query(q, mc=eval_mc),
+            "good_fit": bool(good), "start": fit["start"], "search_retries": retries[r],
+            "search_extensions": extensions[r],
+            "nll_search_min": min(float(t[0].min()) for d in ("upper", "lower") for t in traces[r][d]),
+            "seconds": fit["seconds"] + search_seconds[r],
         }
-        rows, w = ncm._tensors(data, None)
         for direction, sign in (("upper", 1.0), ("lower", -1.0)):
-            run[f"trace_{direction}"] = _constrained(
-                copy.deepcopy(start), rows, w, q, sign, nll_best, eps, eps_start,
-                (search_steps, tighten_steps), lr, penalty, mc,
-            )
-        run["seconds"] = fit_seconds + time.perf_counter() - t0
-        runs.append(run)
-    # each end is the most extreme query among the iterates within the budget of NLL*; a search
-    # that finds a much lower NLL (``nll_search_min``) reveals an unconverged stage 1
-    for run in runs:
-        run["nll_search_min"] = min(float(run[f"trace_{d}"][0].min()) for d in ("upper", "lower"))
-        for direction, sign in (("upper", 1.0), ("lower", -1.0)):
-            nlls, values = run.pop(f"trace_{direction}")
+            nlls, values = np.concatenate(traces[r][direction], axis=1)
             for key, limit in ((direction, eps), (f"{direction}_tight", eps / 4)):
                 ok = nlls <= nll_best + limit
                 run[key] = float(sign * (sign * values[ok]).max()) if ok.any() else float("nan")
+        runs.append(run)
     if any(math.isnan(run[k]) for run in runs for k in ("upper", "lower", "upper_tight", "lower_tight")):
         raise TrainingError(
             "a constrained search never came within the NLL budget of the best fit; raise fit_steps "
@@ -254,12 +363,78 @@ def neural_identify(
     identifiable = gap + 1.65 * gap_se < se
     lower = float(min(run["lower"] for run in runs))
     upper = float(max(run["upper"] for run in runs))
-    estimate = float(np.mean([run["estimate"] for run in runs])) if identifiable else None
+    # the point comes from the models that fit: the good restarts, or the refined fit
+    points = [run["estimate"] for run in runs if run["good_fit"]] or [best_model.query(q, mc=eval_mc)]
+    estimate = float(np.mean(points)) if identifiable else None
     message = _message(identifiable, id_verdict)
+    if not fit_ok:
+        message = (f"The best NCM fits the data poorly (deviance G² = {g2_best:.1f} > χ²_{{{df}, 0.999}} = "
+                   f"{chi2.ppf(0.999, df):.1f} after {refits} refit(s)): the graph may be wrong or the fit failed; "
+                   "the verdict and the interval are unreliable. " + message).strip()
+    elif not converged:
+        message = ("The searches kept finding better fits than stage 1 after "
+                   f"{passes} pass(es): raise fit_steps or passes; the verdict is unreliable. " + message).strip()
+    if not (fit_ok and converged):
+        warnings.warn(message, DeepSCMWarning, stacklevel=2)
     return NeuralIDResult(
         str(q), lower, upper, identifiable, estimate, gap, gap_se, se, id_verdict, id_estimand, runs, message,
-        level=level, eps=eps, nll_fit=nll_best,
+        level=level, eps=eps, nll_fit=nll_best, fit_ok=bool(fit_ok), converged=bool(converged), passes=n_passes,
+        deviance=float(g2_best),
     )
+
+
+def _push(
+    start: NeuralCausalModel,
+    rows: dict[str, torch.Tensor],
+    w: torch.Tensor,
+    q: BinaryQuery,
+    sign: float,
+    nll_ref: float,
+    eps: float,
+    eps_start: float,
+    steps: tuple[int, int],
+    lr: float,
+    penalty: tuple[float, float],
+    mc: int,
+    retries: int,
+    extend: int,
+    extend_tol: float,
+) -> tuple[np.ndarray, list[torch.Tensor] | None, float, int, int]:
+    """One direction of the search from ``start``: :func:`_constrained`, rerun from the start
+    with a 10× tighter loose budget while it ends outside ``nll_ref + eps`` (at most
+    ``retries`` times), then up to ``extend`` rounds restarted from the most extreme feasible
+    iterate so far while a round gains more than ``extend_tol``. Returns the joint trace
+    (2, T), the lowest-NLL parameters and NLL, and the numbers of retries and rounds."""
+    parts: list[np.ndarray] = []
+    low_state, low_nll = None, math.inf
+    top, top_value = None, -math.inf
+    n_retry = n_ext = 0
+    es = eps_start
+    origin: list[torch.Tensor] | None = None
+    while True:
+        model = copy.deepcopy(start)
+        if origin is not None:
+            with torch.no_grad():
+                for p, v in zip(model.parameters(), origin):
+                    p.copy_(v)
+        nlls, values, state, state_nll, extreme, extreme_value = _constrained(
+            model, rows, w, q, sign, nll_ref, eps, es, steps, lr, penalty, mc, keep_lowest=True,
+        )
+        parts.append(np.stack([nlls, values]))
+        if state_nll < low_nll:
+            low_state, low_nll = state, state_nll
+        gain = -math.inf if extreme is None else sign * extreme_value - top_value
+        if gain > 0:
+            top, top_value = extreme, sign * extreme_value
+        if origin is None and nlls[-1] > nll_ref + eps and es > 2 * eps and n_retry < retries:
+            n_retry += 1  # it left the basin of the fit: again from the start, less loose
+            es = max(2 * eps, es / 10)
+            continue
+        if n_ext >= extend or top is None or (origin is not None and gain <= extend_tol):
+            break
+        n_ext += 1
+        origin = top
+    return np.concatenate(parts, axis=1), low_state, low_nll, n_retry, n_ext
 
 
 def _constrained(
@@ -275,7 +450,8 @@ def _constrained(
     lr: float,
     penalty: tuple[float, float],
     mc: int,
-) -> tuple[np.ndarray, np.ndarray]:
+    keep_lowest: bool = False,
+) -> tuple:
     """``max_θ sign·Q̂(θ)`` s.t. ``NLL(θ) ≤ nll_ref + eps`` (stage 2, ``steps[0]`` Adam steps)
     and then s.t. ``NLL(θ) ≤ nll_ref + eps/4`` (stage 3, ``steps[1]``), by the augmented
     Lagrangian of the module docstring.
@@ -284,13 +460,19 @@ def _constrained(
     60% of the steps; the learning rate decays log-linearly from ``lr`` to ``lr/10`` over stage 2
     and stays there in stage 3 (holding a budget of ~1e-4 nats needs small steps). Returns the
     trace of ``(NLL, Q̂)`` over the iterates (the caller keeps the feasible ones; the start is
-    a fit).
+    a fit); with ``keep_lowest`` also the parameters of the lowest-NLL iterate and its NLL
+    (a check that the start was a converged fit), and of the most extreme iterate within
+    ``nll_ref + eps`` and its query value (``None, ∓inf`` when none).
     """
     rho, eta = penalty
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     anneal = max(1, int(0.6 * steps[0]))
     trace = np.empty((2, steps[0] + steps[1]))
     lam = 0.0
+    lowest: list[torch.Tensor] | None = None
+    lowest_nll = float("inf")
+    extreme: list[torch.Tensor] | None = None
+    extreme_value = -math.inf
     for t in range(steps[0] + steps[1]):
         if t < steps[0]:
             budget = eps * (eps_start / eps) ** max(0.0, 1 - t / anneal) if eps_start > eps else eps
@@ -303,6 +485,12 @@ def _constrained(
         nll = model._nll(rows, w, mc)
         value = model._query_tensor(q, mc)
         trace[:, t] = float(nll.detach()), float(value.detach())
+        if keep_lowest and trace[0, t] < lowest_nll:
+            lowest_nll = trace[0, t]
+            lowest = [p.detach().clone() for p in model.parameters()]
+        if keep_lowest and trace[0, t] <= nll_ref + eps and sign * trace[1, t] > extreme_value:
+            extreme_value = sign * trace[1, t]
+            extreme = [p.detach().clone() for p in model.parameters()]
         c = (nll - nll_ref - budget) / budget
         loss = -sign * value + lam * c + 0.5 * rho * torch.relu(c) ** 2
         if not torch.isfinite(loss):
@@ -310,6 +498,8 @@ def _constrained(
         loss.backward()
         opt.step()
         lam = max(0.0, lam + eta * float(c.detach()))
+    if keep_lowest:
+        return trace[0], trace[1], lowest, lowest_nll, extreme, sign * extreme_value
     return trace[0], trace[1]
 
 

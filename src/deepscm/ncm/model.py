@@ -56,7 +56,7 @@ from ..errors import ConfigError, DataError, NotFittedError, TrainingError
 from ..graph import CausalGraph
 from .queries import BinaryQuery, as_graph, binary_table, parse_binary_query
 
-__all__ = ["MAX_ENUMERATED", "MAX_STATES", "NeuralCausalModel", "c2_components", "response_types"]
+__all__ = ["MAX_ENUMERATED", "MAX_STATES", "NeuralCausalModel", "c2_components", "deviance", "response_types"]
 
 MAX_ENUMERATED = 16
 """Most nodes a query's exact inner sum enumerates (``2^16`` value combinations)."""
@@ -477,3 +477,20 @@ def _check_binary(graph: CausalGraph, values: Mapping[str, Any], role: str) -> d
         else:
             raise DataError(f"{role} {k}={v!r}: give 0 or 1")
     return out
+
+
+def deviance(ncm: NeuralCausalModel, data: pd.DataFrame, *, weight: str | None = None, mc: int = 4096) -> tuple[float, int]:
+    r"""The likelihood-ratio statistic of a fitted NCM against the saturated model of the data.
+
+    ``G² = 2n·(NLL − H_n) = 2n·KL(P_n ‖ P̂)`` with ``P_n`` the empirical distribution and
+    ``H_n`` its entropy (Wilks 1938; Agresti 2013, §1.5.5). If the graph is right, the NCM
+    family contains the truth, so at the MLE ``G²`` is at most a ``χ²`` with
+    ``df ≤ 2^{|V|} − 1`` degrees of freedom (the saturated model's); a far larger ``G²`` means
+    the optimiser stopped in a poor local optimum (or the graph is wrong). Returns ``(G², df)``
+    with ``df = 2^{|V|} − 1``, the conservative bound.
+    """
+    table = binary_table(ncm.graph, data, weight)
+    n = float(table["__w"].sum())
+    q = table["__w"].to_numpy() / n
+    entropy = float(-(q * np.log(q)).sum())
+    return 2.0 * n * max(0.0, ncm.nll(data, mc=mc, weight=weight) - entropy), 2 ** len(ncm.nodes) - 1
