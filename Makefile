@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test docs docs-check bench bench-scm bench-morpho bench-effects bench-validation bench-ncm bench-debias bench-fairness bench-soundness lint clean
+.PHONY: install demo test docs docs-check bench bench-scm bench-speed bench-morpho bench-effects bench-validation bench-ncm bench-debias bench-fairness bench-soundness lint clean
 
 install: $(STAMP)
 
@@ -34,14 +34,23 @@ docs-check: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/test_docs.py -m "slow or not slow"
 
 # Every benchmark (several hours on 2 cores); each part also runs on its own.
-bench: bench-scm bench-morpho bench-effects bench-validation bench-ncm bench-debias bench-fairness bench-soundness
+bench: bench-scm bench-speed bench-morpho bench-effects bench-validation bench-ncm bench-debias bench-fairness bench-soundness
 
 bench-scm: install
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/scm_suite.py
 
+# Sampling and fit speed, fit scaling to 1M rows, the 2-process data-parallel speed-up.
+bench-speed: install
+	$(BIN)/python benchmarks/sampling.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/fit_scaling.py --sections scaling --rows 1000,10000,100000,1000000 --epochs 2 --es-max-rows 10000 --job-timeout 1200
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ddp_speedup.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ddp_speedup.py --batch-size 16384 --out benchmarks/results/ddp_speedup_batch16k.json
+
 bench-morpho: install
 	$(BIN)/python benchmarks/morpho_dscm.py
+	$(BIN)/python benchmarks/morpho_diffusion.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/digit_class.py
 
 bench-effects: install
 	$(BIN)/pip install -q -e '.[bench]'
@@ -56,6 +65,7 @@ bench-validation: install
 
 bench-ncm: install
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ncm.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ncm_continuous.py
 
 bench-debias: install
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/debias.py
