@@ -188,3 +188,16 @@ def test_unwritable_target_is_a_model_file_error_naming_the_path(fitted, tmp_pat
         scm.save(tmp_path / "a_file" / "model")
     with pytest.raises(ds.ModelFileError, match="a_file is a file"):
         dio.check_writable(tmp_path / "a_file" / "model")
+
+
+def test_a_bundle_read_as_another_model_names_the_class_that_wrote_it(tmp_path) -> None:
+    import torch
+
+    dio.write_bundle(tmp_path / "ccgm", {"w": torch.zeros(2)}, {"model": "CCGM"})
+    dio.write_bundle(tmp_path / "plain", {"w": torch.zeros(2)}, {})
+    tensors, meta = dio.read_bundle(tmp_path / "ccgm", model="CCGM")
+    assert meta["model"] == "CCGM" and torch.equal(tensors["w"], torch.zeros(2))
+    with pytest.raises(ds.ModelFileError, match="holds a 'CCGM' model, not DECAF"):
+        dio.read_bundle(tmp_path / "ccgm", model="DECAF")
+    with pytest.raises(ds.ModelFileError, match="holds a 'DeepSCM' model, not CCGM"):
+        dio.read_bundle(tmp_path / "plain", model="CCGM")

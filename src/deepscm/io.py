@@ -85,8 +85,10 @@ def write_bundle(path: str | Path, tensors: Mapping[str, torch.Tensor], meta: Ma
     return target
 
 
-def read_bundle(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read and verify a bundle; returns ``(tensors, meta)``."""
+def read_bundle(path: str | Path, model: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read and verify a bundle; returns ``(tensors, meta)``. ``model``: the class whose files
+    this must be (``meta["model"]``; a ``DeepSCM`` file has none), else :class:`ModelFileError`
+    names the class that wrote it."""
     folder = Path(path)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
@@ -123,6 +125,9 @@ def read_bundle(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, An
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(f"cannot read {weights_path}: {err}") from None
+    if model is not None and meta.get("model") != model:
+        raise ModelFileError(f"{path} holds a {meta.get('model', 'DeepSCM')!r} model, not {model}; load it "
+                             "with the class that saved it (e.g. deepscm.DeepSCM.load)")
     return tensors, meta
 
 

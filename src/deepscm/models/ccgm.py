@@ -657,10 +657,7 @@ class CCGM:
     def load(cls, path: str | Path) -> CCGM:
         """Load a model written by :meth:`save` (never executes code from the file). A missing,
         edited, truncated or inconsistent file raises :class:`~deepscm.errors.ModelFileError`."""
-        tensors, meta = read_bundle(path)
-        if meta.get("model") != "CCGM":
-            raise ModelFileError(f"{path} holds a {meta.get('model', 'DeepSCM')!r} model, not a CCGM; "
-                                 "load it with the class that saved it (e.g. deepscm.DeepSCM.load)")
+        tensors, meta = read_bundle(path, model="CCGM")
         try:
             model = cls(**meta["config"])
             shape = meta["image_shape"]

@@ -443,10 +443,7 @@ class DECAF:
     def load(cls, path: str | Path) -> DECAF:
         """Load a model written by :meth:`save` (never executes code from the file); a
         missing, edited or inconsistent file raises :class:`~deepscm.errors.ModelFileError`."""
-        tensors, meta = read_bundle(path)
-        if meta.get("model") != "DECAF":
-            raise ModelFileError(f"{path} holds a {meta.get('model', 'DeepSCM')!r} model, not DECAF; load it "
-                                 "with the class that saved it (e.g. deepscm.DeepSCM.load)")
+        tensors, meta = read_bundle(path, model="DECAF")
         try:
             model = cls(meta["graph"], **meta["hparams"])
             model.columns = {k: dict(v) for k, v in meta["columns"].items()}
