@@ -65,7 +65,7 @@ from ..errors import ConfigError, DataError, NotFittedError, TrainingError
 from ..graph import CausalGraph
 from ..mechanisms.base import MAX_GRAD_NORM, SkipMLP, mlp
 from .model import c2_components
-from .queries import as_graph
+from .queries import as_graph, check_observed
 
 __all__ = ["GANNCM", "training_groups"]
 
@@ -467,14 +467,7 @@ class GANNCM:
 
 
 def _check_frame(graph: CausalGraph, data: Any) -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    missing = [n for n in graph.nodes if n not in data.columns]
-    if missing:
-        raise DataError(
-            f"the data has no column for node(s) {', '.join(map(repr, missing))}; every graph node "
-            "must be observed (a hidden confounder is written as a <-> b, not as a node)"
-        )
+    check_observed(graph, data)
     if len(data) < 2:
         raise DataError("the data needs at least 2 rows")
     bad = [n for n in graph.nodes if data[n].isna().any()]

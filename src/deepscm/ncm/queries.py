@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import re
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ from ..errors import ConfigError, DataError
 from ..graph import CausalGraph
 from ..identification.query import QueryError, parse_query
 
-__all__ = ["BinaryQuery", "as_graph", "binary_table", "parse_binary_query"]
+__all__ = ["BinaryQuery", "as_graph", "binary_table", "check_observed", "parse_binary_query"]
 
 _PAIR_RE = re.compile(r"^\s*(ate|ett)\s*\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)\s*$", re.IGNORECASE)
 _DO_VALUE_RE = re.compile(r"do\s*\(\s*([^()=,]+?)\s*=\s*([01])\s*\)")
@@ -88,13 +89,8 @@ def parse_binary_query(query: str | BinaryQuery) -> BinaryQuery:
     return BinaryQuery("p", q.treatment[0], q.outcome[0], value)
 
 
-def binary_table(graph: CausalGraph, data: pd.DataFrame, weight: str | None = None) -> pd.DataFrame:
-    """The distinct rows of ``data`` over ``graph.nodes`` (int 0/1) with their total ``weight``
-    (row counts by default) in a column ``"__w"``.
-
-    Raises:
-        DataError: a node missing from the data, NaN, a non-binary column, or bad weights.
-    """
+def check_observed(graph: CausalGraph, data: Any) -> None:
+    """``data`` is a DataFrame with a column for every node of ``graph``, else :class:`DataError`."""
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     missing = [n for n in graph.nodes if n not in data.columns]
@@ -104,6 +100,16 @@ def binary_table(graph: CausalGraph, data: pd.DataFrame, weight: str | None = No
             f"{', '.join(map(repr, missing))}; every graph node must be observed (a hidden "
             "confounder is written as a bidirected edge a <-> b, not as a node)"
         )
+
+
+def binary_table(graph: CausalGraph, data: pd.DataFrame, weight: str | None = None) -> pd.DataFrame:
+    """The distinct rows of ``data`` over ``graph.nodes`` (int 0/1) with their total ``weight``
+    (row counts by default) in a column ``"__w"``.
+
+    Raises:
+        DataError: a node missing from the data, NaN, a non-binary column, or bad weights.
+    """
+    check_observed(graph, data)
     if len(data) == 0:
         raise DataError("the data has no rows")
     cols = {}
