@@ -197,3 +197,39 @@ def test_compiled_bank_matches_eager():
     _bank(eager, xs, ctx, rows, None, compile=False, **options)
     _bank(compiled, xs, ctx, rows, None, compile=True, **options)
     assert _max_diff(eager, compiled) <= 1e-4
+
+
+def test_plateau_schedule_same_in_bank_and_per_node_training():
+    """With the plateau schedule (lr × 0.5 after every epoch without improvement at patience
+    4), the bank and per-node training take the same steps: float64 weights and histories to
+    1e-9; the rates did drop (a node ran past its first non-improving epoch)."""
+    options = dict(epochs=30, batch_size=40, lr=3e-2, patience=4, lr_decay=0.5)
+    ref = _flows(torch.float64, hidden_features=(16, 16), bins=6)
+    xs, ctx = _data(ref, 300, torch.float64, seed=5)
+    bank = copy.deepcopy(ref)
+    rows = torch.arange(300)
+    h_ref = _reference(ref, xs, ctx, rows[:240], rows[240:], **options)
+    h_bank = _bank(bank, xs, ctx, rows[:240], rows[240:], **options)
+    assert h_ref.best_epoch == h_bank.best_epoch and h_ref.epochs_run == h_bank.epochs_run
+    assert h_ref.epochs_run < options["epochs"]  # every node stopped
+    assert _max_diff(ref, bank) <= 1e-9
+    for k in ref:
+        torch.testing.assert_close(torch.tensor(h_bank.val_loss[k]), torch.tensor(h_ref.val_loss[k]),
+                                   rtol=0, atol=1e-9)
+
+
+def test_plateau_decays_then_stops():
+    """Plateau(patience 8): the rate halves after every 2 epochs without improvement, three
+    times at most, and the term stops at the plateau after its third decay (or after 8)."""
+    from deepscm.training import Plateau
+
+    schedule = Plateau(patience=8, min_delta=1e-4, decay=0.5)
+    outcomes = [schedule.update("t", v) for v in [1.0, 0.9, 0.95, 0.95, 0.95, 0.8, 0.85, 0.85, 0.9, 0.9, 0.9, 0.9]]
+    assert outcomes == ["improved", "improved", "waiting", "decayed", "waiting", "improved",
+                        "waiting", "decayed", "waiting", "decayed", "waiting", "stopped"]
+    assert schedule.rate("t") == 0.125
+    constant = Plateau(patience=3, min_delta=1e-4, decay=1.0)
+    assert [constant.update("t", v) for v in [1.0, 1.0, 1.0, 1.0]] == ["improved", "waiting", "waiting", "stopped"]
+    assert constant.rate("t") == 1.0
+    with pytest.raises(ConfigError, match="lr_decay"):
+        Plateau(patience=3, min_delta=0.0, decay=0.0)

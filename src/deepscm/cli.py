@@ -414,6 +414,9 @@ def main() -> None:
               show_default=True, help="Rows held out for early stopping.")
 @click.option("--patience", type=click.IntRange(min=1), default=20, show_default=True,
               help="Epochs without held-out improvement before a node stops.")
+@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="Factor on a node's learning rate after each patience/4 epochs without "
+                   "improvement (at most 3 times); 1 keeps it constant.")
 @click.option("--mechanism", type=click.Choice(registry.names(), case_sensitive=False), default="auto",
               show_default=True,
               help="Mechanism of every node it can model, from the registry; 'auto' (and every "
@@ -431,7 +434,7 @@ def main() -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar on stderr.")
 def fit(graph, graph_file, data, out, epochs, batch_size, lr, seed, val_fraction, patience,
-        mechanism, categorical, continuous, device, devices, strategy, threads, progress) -> None:
+        lr_decay, mechanism, categorical, continuous, device, devices, strategy, threads, progress) -> None:
     """Fit a deep SCM to a CSV file and save it to a directory.
 
     \b
@@ -458,8 +461,8 @@ def fit(graph, graph_file, data, out, epochs, batch_size, lr, seed, val_fraction
     _set_threads(threads)
     scm = DeepSCM(cgraph, mechanisms=mechanism, variables=variables)
     scm.fit(source, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=dev,
-            val_fraction=val_fraction, patience=patience, progress=progress, devices=devices,
-            strategy=strategy)
+            val_fraction=val_fraction, patience=patience, lr_decay=lr_decay, progress=progress,
+            devices=devices, strategy=strategy)
     if os.environ.get("RANK", "0") != "0":  # under torchrun every rank fits; rank 0 saves
         return
     scm.to("cpu").save(out)

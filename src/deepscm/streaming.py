@@ -216,7 +216,8 @@ def _fit(scm: Any, dataset: Any, options: dict[str, Any]) -> Any:
             history = train(
                 terms, stream, torch.arange(n_val, device=dev) if n_val else None,
                 epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
-                generator=generator, patience=options["patience"], progress=options["progress"],
+                generator=generator, patience=options["patience"], lr_decay=options["lr_decay"],
+                progress=options["progress"],
                 desc="fitting DeepSCM (streamed)",
             )
         else:  # nothing to train: one pass still checks every chunk and finds the ranges

@@ -3,7 +3,8 @@
 A model is trained as a set of named *terms* (for a deep SCM, one per node: the factorised
 likelihood ``log p(x) = Σ_i log p(x_i | pa_i)`` makes the terms independent). Every term
 steps on the same mini-batches, so all train concurrently; each has its own early stopping on
-a held-out score, keeps its best weights, and leaves the loop when it stops improving.
+a held-out score (optionally with a plateau learning-rate schedule, :class:`Plateau`), keeps
+its best weights, and leaves the loop when it stops improving.
 
 A term either gives a differentiable ``loss`` (the default: the loop steps all such terms in
 one backward pass over the sum of their losses, with one Adam — equal to one Adam per term,
@@ -37,6 +38,8 @@ from .errors import ConfigError, TrainingError
 __all__ = [
     "Batches",
     "DIVERGENCE_FACTOR",
+    "MAX_LR_DECAYS",
+    "Plateau",
     "Term",
     "TrainingHistory",
     "resolve_device",
@@ -49,6 +52,8 @@ TermLoss = Callable[[str, torch.Tensor], torch.Tensor]
 #: a term has diverged when its loss exceeds ``start + DIVERGENCE_FACTOR · max(1, |start|)``,
 #: ``start`` being its loss on the first mini-batch, before any step.
 DIVERGENCE_FACTOR = 100.0
+#: :class:`Plateau`: the most times a term's learning rate is lowered before it stops.
+MAX_LR_DECAYS = 3
 #: ``batches(generator)`` → one epoch's mini-batches of row indices, a source that loads each
 #: chunk's tensors before yielding its rows (the terms' losses read them).
 Batches = Callable[[torch.Generator], Iterable[torch.Tensor]]
@@ -73,6 +78,48 @@ class Term:
     def __post_init__(self) -> None:
         if (self.loss is None) == (self.step is None):
             raise ConfigError("a training term needs exactly one of loss= or step=")
+
+
+class Plateau:
+    """Per-term early stopping with a plateau learning-rate schedule.
+
+    A term *improves* when its held-out score drops below its best by more than ``min_delta``.
+    Every ``max(1, patience // 4)`` epochs without improvement its learning rate is multiplied
+    by ``decay`` (``lr_k = lr · decayᵏ``, as ``ReduceLROnPlateau``), at most
+    :data:`MAX_LR_DECAYS` times; the term stops after ``patience`` epochs without improvement,
+    or at the first plateau after its last decay. ``decay = 1`` keeps the rate constant and
+    stops after ``patience`` epochs only. A smaller step after a plateau lets a stochastic
+    optimiser settle instead of bouncing around the minimum, and a settled term stops sooner.
+    """
+
+    def __init__(self, patience: int, min_delta: float, decay: float) -> None:
+        if not (isinstance(decay, (int, float)) and 0 < decay <= 1):
+            raise ConfigError(f"lr_decay must be in (0, 1], got {decay!r}")
+        self.patience, self.min_delta, self.decay = patience, min_delta, float(decay)
+        self.every = max(1, patience // 4)
+        self.best: dict = {}
+        self.waited: dict = {}
+        self.decays: dict = {}
+
+    def update(self, key: object, value: float) -> str:
+        """Record a held-out score; returns ``"improved"``, ``"decayed"`` (the rate was just
+        lowered: see :meth:`rate`), ``"stopped"`` or ``"waiting"``."""
+        if value < self.best.get(key, math.inf) - self.min_delta:
+            self.best[key], self.waited[key] = value, 0
+            return "improved"
+        waited = self.waited[key] = self.waited.get(key, 0) + 1
+        if waited >= self.patience:
+            return "stopped"
+        if self.decay == 1 or waited % self.every:
+            return "waiting"
+        if self.decays.get(key, 0) >= MAX_LR_DECAYS:
+            return "stopped"
+        self.decays[key] = self.decays.get(key, 0) + 1
+        return "decayed"
+
+    def rate(self, key: object) -> float:
+        """The factor on the base learning rate of a term now, ``decay ** decays``."""
+        return self.decay ** self.decays.get(key, 0)
 
 
 @dataclass
@@ -126,10 +173,14 @@ def train(
     weight_decay: float = 0.0,
     max_grad_norm: float = 10.0,
     min_delta: float = 1e-4,
+    lr_decay: float = 1.0,
     progress: bool = True,
     desc: str = "training",
 ) -> TrainingHistory:
     """Train every term with per-term early stopping; see the module docstring.
+
+    ``lr_decay`` < 1 lowers a term's learning rate on plateaus (:class:`Plateau`; the terms
+    with a ``loss``, whose optimiser the loop owns; a term's own ``step`` keeps its rates).
 
     ``train_rows``: row indices, permuted into mini-batches of ``batch_size`` each epoch, or a
     :data:`Batches` source. Without ``val_rows`` the terms run for all ``epochs`` and keep
@@ -139,6 +190,7 @@ def train(
         raise ConfigError(f"epochs ({epochs!r}) and batch_size ({batch_size!r}) must be integers ≥ 1")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    schedule = Plateau(patience, min_delta, lr_decay)
     names = [n for n, t in terms.items() if any(p.requires_grad for p in t.module.parameters())]
     history = TrainingHistory(train_loss={n: [] for n in names}, val_loss={n: [] for n in names})
     if not names:
@@ -158,8 +210,8 @@ def train(
         hooks = distributed.GradientHooks(terms[n].module for n in names if terms[n].step is not None)
     with hooks if hooks is not None else contextlib.nullcontext():
         _loop(terms, names, joint, optimiser, train_rows, val_rows, history, dp, hooks, epochs=epochs,
-              batch_size=batch_size, generator=generator, patience=patience,
-              max_grad_norm=max_grad_norm, min_delta=min_delta, progress=progress, desc=desc)
+              batch_size=batch_size, generator=generator, schedule=schedule,
+              max_grad_norm=max_grad_norm, progress=progress, desc=desc)
     for t in terms.values():
         t.module.eval()
     return history
@@ -169,16 +221,15 @@ def _loop(terms: Mapping[str, Term], names: list[str], joint: list[str],
           optimiser: torch.optim.Optimizer | None, train_rows: torch.Tensor | Batches,
           val_rows: torch.Tensor | None, history: TrainingHistory,
           dp: distributed.DataParallel | None, hooks: distributed.GradientHooks | None, *,
-          epochs: int, batch_size: int, generator: torch.Generator, patience: int,
-          max_grad_norm: float, min_delta: float, progress: bool, desc: str) -> None:
+          epochs: int, batch_size: int, generator: torch.Generator, schedule: Plateau,
+          max_grad_norm: float, progress: bool, desc: str) -> None:
     """The epochs of :func:`train`, filling ``history``; ``dp``: this process's share of a
     data-parallel fit, ``hooks`` reducing the gradients of the self-stepping terms."""
     active = set(names)
     start: dict[str, float] = {}
     val_start: dict[str, float] = {}  # a held-out score may have its own scale (validation_metric)
-    best = {n: math.inf for n in names}
     best_state = {n: copy.deepcopy(terms[n].module.state_dict()) for n in names}
-    waited = {n: 0 for n in names}
+    groups = dict(zip(joint, optimiser.param_groups)) if optimiser is not None else {}
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
         for t in terms.values():
@@ -234,15 +285,15 @@ def _loop(terms: Mapping[str, Term], names: list[str], joint: list[str],
             _check_finite(n, value, epoch, "held-out")
             _check_diverged(n, value, val_start.setdefault(n, value), epoch, "held-out")
             history.val_loss[n].append(value)
-            if value < best[n] - min_delta:
-                best[n], waited[n] = value, 0
+            outcome = schedule.update(n, value)
+            if outcome == "improved":
                 best_state[n] = copy.deepcopy(terms[n].module.state_dict())
                 history.best_epoch[n] = epoch
-            else:
-                waited[n] += 1
-                if waited[n] >= patience:
-                    active.discard(n)
-        bar.set_postfix(val=f"{sum(best.values()):.3f}", active=len(active))
+            elif outcome == "stopped":
+                active.discard(n)
+            elif outcome == "decayed" and n in groups:
+                groups[n]["lr"] *= schedule.decay
+        bar.set_postfix(val=f"{sum(schedule.best.values()):.3f}", active=len(active))
         if not active:
             break
     bar.close()

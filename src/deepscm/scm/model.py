@@ -127,6 +127,7 @@ class DeepSCM:
         device: str | torch.device = "auto",
         val_fraction: float = 0.1,
         patience: int = 20,
+        lr_decay: float = 0.5,
         progress: bool = True,
         devices: int = 1,
         strategy: str = "auto",
@@ -136,7 +137,11 @@ class DeepSCM:
         The terms are independent, so all nodes train concurrently on shared mini-batches,
         each through its mechanism's own training step and with early stopping on its
         held-out validation score (``val_fraction`` of the rows, ``patience`` epochs). A
-        failed fit leaves the model as it was. Returns ``self``.
+        node's learning rate is multiplied by ``lr_decay`` after each ``patience // 4`` epochs
+        without improvement, at most three times, and the node stops at the plateau after its
+        last decay (:class:`deepscm.training.Plateau`; ``lr_decay=1`` keeps ``lr`` constant
+        and stops after ``patience`` epochs only). A failed fit leaves the model as it was.
+        Returns ``self``.
 
         Scale-out (docs/guide/scale-out.md): ``devices=2, strategy="ddp"`` trains data-parallel
         on that many processes (CPU or one per GPU; joins the group under ``torchrun``,
@@ -147,7 +152,7 @@ class DeepSCM:
             raise DeepSCMError("fit the base model, not a copy made by do() or without_edges()")
         scale_out = self._fit_scaled(data, devices, strategy, dict(
             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-            val_fraction=val_fraction, patience=patience, progress=progress))
+            val_fraction=val_fraction, patience=patience, lr_decay=lr_decay, progress=progress))
         if scale_out is not None:
             return scale_out
         if not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1):
@@ -206,7 +211,7 @@ class DeepSCM:
                 for t, (n, m) in mechs.items() if t not in banked
             }
             common = dict(epochs=epochs, batch_size=batch_size, lr=lr, generator=generator,
-                          patience=patience, progress=progress)
+                          patience=patience, lr_decay=lr_decay, progress=progress)
             held_out = val_rows if n_val else None
             history = train(terms, train_rows, held_out, desc="fitting DeepSCM", **common)
             for group in groups:
