@@ -134,22 +134,29 @@ class BoostedAdditive(Mechanism):
         return linear + self._trees(context)
 
     def _trees(self, context: torch.Tensor) -> torch.Tensor:
-        """Sum of the boosted trees per output column: every tree walked in parallel."""
-        d, trees, _ = self.value.shape
-        n = len(context)
+        """Sum of the boosted trees per output column: every tree walked in parallel, one level
+        per step. Nodes are numbered across trees (``tree · nodes + node``) so that every level
+        is a few flat lookups, and a leaf is its own child both ways, so a walk that reached a
+        leaf stays there; the walk ends when no row moves (at most ``max_leaf_nodes`` levels)."""
+        d, trees, nodes = self.value.shape
+        device = context.device
+        offsets = torch.arange(trees, device=device)[:, None] * nodes
+        own = torch.arange(nodes, device=device).expand(trees, nodes)
         out = []
         for j in range(d):
-            node = torch.zeros(n, trees, dtype=torch.long, device=context.device)
-            index = torch.arange(trees, device=context.device)
+            leaf = self.leaf[j]
+            children = torch.stack(  # [flat node, 0: left (x <= threshold) / 1: right]
+                (torch.where(leaf, own, self.left[j]), torch.where(leaf, own, self.right[j])), dim=-1
+            ).add_(offsets[..., None]).reshape(-1)
+            feature, threshold = self.feature[j].reshape(-1), self.threshold[j].reshape(-1)
+            node = offsets.reshape(1, trees).expand(len(context), trees)
             for _ in range(self.hparams["max_leaf_nodes"]):
-                leaf = self.leaf[j, index, node]
-                if bool(leaf.all()):
+                goes_right = ~(context.gather(1, feature[node]) <= threshold[node])
+                step = children[node * 2 + goes_right]
+                if torch.equal(step, node):
                     break
-                feature = self.feature[j, index, node]
-                goes_left = context.gather(1, feature) <= self.threshold[j, index, node]
-                step = torch.where(goes_left, self.left[j, index, node], self.right[j, index, node])
-                node = torch.where(leaf, node, step)
-            out.append(self.value[j, index, node].sum(dim=1) + self.baseline[j])
+                node = step
+            out.append(self.value[j].reshape(-1)[node].sum(dim=1) + self.baseline[j])
         return torch.stack(out, dim=1)
 
     def log_prob(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
