@@ -85,6 +85,7 @@ class BoostedAdditive(Mechanism):
         solution = np.linalg.lstsq(design, xs, rcond=None)[0]
         linear_residual = xs - design @ solution
         tables = []
+        residual = linear_residual.copy()
         if cs.shape[1]:
             for j in range(xs.shape[1]):
                 model = HistGradientBoostingRegressor(
@@ -95,6 +96,7 @@ class BoostedAdditive(Mechanism):
                     random_state=0,
                 ).fit(cs.astype(np.float32), linear_residual[:, j])
                 tables.append(_tree_tables(model))
+                residual[:, j] -= model.predict(cs.astype(np.float32))  # what the tables predict
         trees = max((len(t["value"]) for t in tables), default=0)
         nodes = max((t["value"].shape[1] for t in tables), default=1)
         self.weight = torch.as_tensor(solution[:-1].T, dtype=torch.float32)
@@ -112,8 +114,7 @@ class BoostedAdditive(Mechanism):
                     target[j, t:, :] = True
                     target[j, :t, k:] = True
         self.to(device)
-        with torch.no_grad():
-            self.noise.fit(x.detach().float() - self.mean(context.detach().float()))
+        self.noise.fit(torch.as_tensor(residual, dtype=torch.float32, device=device))
 
     def extra_config(self) -> dict[str, Any]:
         return {
