@@ -192,8 +192,10 @@ class FlowBank(nn.Module):
         h = torch.baddbmm(self.b_in, context, self.w_in)
         if self.hidden:
             width = self.hidden[0]
-            skip = h[..., 0]
-            h_loc, h_shape = torch.relu(h[..., 1 : 1 + width]), torch.tanh(h[..., 1 + width :])
+            # split, not slices: its backward is one concatenation, where each slice's would
+            # zero-fill a gradient of h's whole shape
+            skip, h_loc, h_shape = h.split([1, width, width], dim=-1)
+            skip, h_loc, h_shape = skip[..., 0], torch.relu(h_loc), torch.tanh(h_shape)
             depth = len(self.loc) // 2
             for j in range(depth):
                 h_loc = torch.baddbmm(self.loc[2 * j + 1], h_loc, self.loc[2 * j])
@@ -203,13 +205,13 @@ class FlowBank(nn.Module):
             shift, params = skip + h_loc[..., 0], h_shape
         else:
             shift, params = h[..., 0] + h[..., 1], h[..., 2:]
-        scale = params[..., 0]
+        scale, *splines = params.split([1] + [3 * self.bins - 1] * self.splines, dim=-1)
+        scale = scale[..., 0]
         log_scale = scale / (1 + abs(scale / _LOG_SLOPE))  # MonotonicAffineTransform
         v = (x - shift) / log_scale.exp()
         ladj = -log_scale
-        width = 3 * self.bins - 1
-        for s in range(self.splines):
-            knots = _knots(params[..., 1 + s * width : 1 + (s + 1) * width], self.bins)
+        for block in splines:
+            knots = _knots(block, self.bins)
             v, part = _rqs_forward_and_ladj(knots, v)
             ladj = ladj + part
         return -0.5 * v.square() - _HALF_LOG_2PI + ladj

@@ -73,11 +73,12 @@ def _knots(block: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
     clip, softmax and cumsum, row by row, so together) and the *raw* log-derivatives padded
     with zeros ``(..., K + 1)``: the soft clip and ``exp`` are element-wise, so :func:`_bin`
     applies them to the two knots a value needs only (``exp(clip(0)) = 1`` is zuko's padding)."""
-    wh = block[..., : 2 * bins].reshape(*block.shape[:-1], 2, bins)  # [widths, heights]
+    wh, log_d = block.split([2 * bins, bins - 1], dim=-1)  # (a split's backward is one cat)
+    wh = wh.reshape(*block.shape[:-1], 2, bins)  # [widths, heights]
     clip = (wh * 2).div_(_LOG_SLOPE).abs_().add_(1)  # 1 + |2 w / log(slope)|
     wh = F.pad(F.softmax(wh / clip, dim=-1), (1, 0), value=0)
     xy = torch.cumsum(wh, dim=-1).mul_(2).sub_(1).mul_(_BOUND)  # B (2 cumsum - 1)
-    return xy, F.pad(block[..., 2 * bins :], (1, 1), value=0)
+    return xy, F.pad(log_d, (1, 1), value=0)
 
 
 def _bin(knots: tuple[torch.Tensor, torch.Tensor], v: torch.Tensor, axis: int) -> tuple[torch.Tensor, ...]:
