@@ -49,6 +49,27 @@ def fit(graph: str, df: pd.DataFrame) -> ds.DeepSCM:
 
 
 # ---------------------------------------------------------------------- HSIC
+def test_hsic_permutes_either_factor_alike() -> None:
+    """a^T (P b) = (P^T a)^T b: permuting the lower-rank factor (a 1-D noise against three
+    parents) by the inverse permutations gives the p-value of permuting the other factor."""
+    from deepscm.evaluation.validation import _incomplete_cholesky, _median_bandwidth, _standardise
+
+    r = np.random.default_rng(3)
+    parents = r.normal(size=(400, 3))
+    noise = r.normal(size=(400, 1)) * (1 + 0.2 * parents[:, :1])
+    stat, p, n = hsic_test(noise, parents, 150, 7)
+    rng = np.random.default_rng(7)  # the reference: the same draws, permuting the parents' factor
+    a = _incomplete_cholesky(_standardise(noise), _median_bandwidth(_standardise(noise), rng))
+    b = _incomplete_cholesky(_standardise(parents), _median_bandwidth(_standardise(parents), rng))
+    a, b = a - a.mean(0), b - b.mean(0)
+    assert a.shape[1] < b.shape[1]  # the case where the factor of lower rank is permuted
+    ref = float(((a.T @ b) ** 2).sum()) / n**2
+    perms = np.argsort(rng.random((150, n)), axis=1)
+    null = np.array([((a.T @ b[q]) ** 2).sum() / n**2 for q in perms])
+    assert stat == pytest.approx(ref, rel=1e-12)
+    assert p == (1 + int((null >= ref * (1 - 1e-12)).sum())) / 151
+
+
 def test_hsic_detects_nonlinear_dependence_and_not_independence() -> None:
     r = np.random.default_rng(0)
     x = r.normal(size=500)
