@@ -472,7 +472,8 @@ def _check_binary(graph: CausalGraph, values: Mapping[str, Any], role: str) -> d
             raise DataError(
                 f"{role} {k}={v!r} is not 0/1: rejection sampling needs discrete (binary) values; "
                 "continuous evidence needs an amortised posterior over the shared latents Û_C, "
-                "which this NCM does not implement (issue 13, item 1 gap)"
+                "which the binary NCM does not have: use deepscm.ncm.gan.GANNCM.counterfactual "
+                "(after fit_posterior)"
             )
         else:
             raise DataError(f"{role} {k}={v!r}: give 0 or 1")
