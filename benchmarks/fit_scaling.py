@@ -16,13 +16,14 @@ fit's own:
    continuous node, on standardised data, fit's options) trained per node by
    ``deepscm.training.train`` and stacked by ``deepscm.bank.train_bank``: seconds, epochs and
    held-out NLL per node.
-4. **knobs** — fit options (batch size, learning rate, patience) on the same SCMs: fit
+4. **knobs** — fit options (batch size, learning rate, patience, lr_decay) on the same SCMs: fit
    seconds, held-out log-likelihood (2,000 fresh rows) and counterfactual MSE against the
    truth (500 units with their true noise, every intervention node at its q10/q50/q90, every
    strict descendant, standardised by the node's sd).
 
 Usage: ``python benchmarks/fit_scaling.py [--rows 1000,10000,100000] [--epochs 3]
-[--es-max-rows 10000] [--diagnose realistic_clinical,dcm_triangle_nonlinear] [--sections ...]``;
+[--es-max-rows 10000] [--diagnose realistic_clinical,dcm_triangle_nonlinear] [--sections ...]
+[--knobs default,constant] [--data-seeds 11,21]``;
 writes ``benchmarks/results/fit_scaling.{json,md}``.
 """
 
@@ -34,6 +35,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse
+import itertools
 import json
 import resource
 import subprocess
@@ -54,7 +56,8 @@ sys.path.insert(0, str(ROOT))
 from machine import machine_info  # noqa: E402
 
 KNOBS = {
-    "default (bs 512, lr 5e-3, patience 20)": {},
+    "default (bs 512, lr 5e-3, patience 20, lr_decay 0.5)": {},
+    "constant lr (lr_decay 1)": {"lr_decay": 1.0},
     "patience 10": {"patience": 10},
     "patience 5": {"patience": 5},
     "bs 2048, lr 1e-2": {"batch_size": 2048, "lr": 1e-2},
@@ -170,9 +173,9 @@ def job_bank(scm_name: str, how: str, rows: int = 5000) -> dict:
             "ms_per_step": 1e3 * seconds / steps, "val_nll": nll}
 
 
-def job_knob(scm_name: str, knob: str, rows: int = 5000) -> dict:
+def job_knob(scm_name: str, knob: str, data_seed: int = 11, rows: int = 5000) -> dict:
     gt = load_scm(scm_name)
-    data = gt.sample(rows, seed=11)
+    data = gt.sample(rows, seed=data_seed)
     t0 = time.perf_counter()
     model = ds.DeepSCM(gt.graph).fit(data, seed=0, progress=False, **KNOBS[knob])
     seconds = time.perf_counter() - t0
@@ -190,7 +193,7 @@ def job_knob(scm_name: str, knob: str, rows: int = 5000) -> dict:
             truth = gt.counterfactual(units, {node: value}, noise=noise)
             pred = model.counterfactual(units, do={node: value}, seed=0)
             errors.append(float(np.mean([((pred[d] - truth[d]) / sd[d]).pow(2).mean() for d in desc])))
-    return {"scm": scm_name, "knob": knob, "seconds": seconds, "epochs_run": model.fit_info["epochs_run"],
+    return {"scm": scm_name, "knob": knob, "data_seed": data_seed, "seconds": seconds, "epochs_run": model.fit_info["epochs_run"],
             "test_loglik": loglik, "cf_mse_std": float(np.mean(errors)),
             "chosen": {n: s["chosen"] for n, s in model.fit_info["selection"].items()}}
 
@@ -233,9 +236,9 @@ def markdown(meta: dict, res: dict) -> str:
              "Commands (sections accumulate across runs): " + "; ".join(f"`{c}`" for c in meta["commands"]),
              "", f"Last run {meta['machine']['date']}, torch {meta['machine']['torch']}, "
              f"{meta['machine']['cpu_count']} CPUs, 1 thread, {meta['total_s']} s.", "",
-             f"**Timings were taken under load**: a shared 2-core machine with 4–5 other engineers' "
-             f"jobs (load average at start {meta['machine'].get('load_average_start')}); absolute "
-             "seconds are pessimistic and noisy, ratios within one section more reliable.", ""]
+             f"Load average at the last run's start: {meta['machine'].get('load_average_start')} (a "
+             "shared 2-core machine; sections run at different times saw different loads, so "
+             "absolute seconds are noisy and ratios within one section more reliable).", ""]
     if res.get("scaling"):
         lines += ["## 1. Scaling in rows (`DeepSCM(graph).fit`, defaults, " f"`{meta['scm']}`)", "",
                   "| rows | mode | fit s | epochs | s / epoch | µs / (epoch·row) | peak RSS MiB |",
@@ -273,10 +276,11 @@ def markdown(meta: dict, res: dict) -> str:
     if res.get("knobs"):
         lines += ["## 4. Fit options (5,000 rows; held-out log-lik on 2,000 fresh rows, higher is better; "
                   "CF MSE in sd² units vs the true counterfactual)", "",
-                  "| SCM | options | fit s | epochs | test log-lik | CF MSE |", "|---|---|---:|---:|---:|---:|"]
+                  "| SCM | data seed | options | fit s | epochs | test log-lik | CF MSE |",
+                  "|---|---:|---|---:|---:|---:|---:|"]
         for r in res["knobs"]:
-            lines.append(f"| {r['scm']} | {r['knob']} | {r['seconds']:.2f} | {r['epochs_run']} | "
-                         f"{r['test_loglik']:.4f} | {r['cf_mse_std']:.5f} |")
+            lines.append(f"| {r['scm']} | {r.get('data_seed', 11)} | {r['knob']} | {r['seconds']:.2f} | "
+                         f"{r['epochs_run']} | {r['test_loglik']:.4f} | {r['cf_mse_std']:.5f} |")
         lines.append("")
     if res.get("compile"):
         lines += ["## torch.compile of the bank's log-density (inductor, CPU)", "",
@@ -299,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--es-max-rows", type=int, default=100_000, help="largest early-stopping fit")
     parser.add_argument("--diagnose", default="realistic_clinical,dcm_triangle_nonlinear")
     parser.add_argument("--sections", default="scaling,profile,bank,knobs")
+    parser.add_argument("--knobs", default="all", help="comma-separated knob labels' first words, or all")
+    parser.add_argument("--data-seeds", default="11", help="training-data seeds of the knobs section")
     parser.add_argument("--compile-json", help="merge a torch.compile measurement (list of rows)")
     parser.add_argument("--report", action="store_true", help="only rewrite the markdown from the JSON")
     parser.add_argument("--job-timeout", type=float, default=1800.0, help="seconds per scaling fit")
@@ -346,11 +352,12 @@ def main(argv: list[str] | None = None) -> int:
                 res["bank"].append(r)
     if "knobs" in sections:
         res["knobs"] = []
+        chosen = [k for k in KNOBS if args.knobs == "all" or k.split()[0] in args.knobs.split(",")]
         for s in diagnose:
-            for knob in KNOBS:
-                r = run_child("knob", s, knob)
-                print(f"knob {s} {knob}: {r['seconds']:.2f} s, loglik {r['test_loglik']:.4f}, "
-                      f"cf mse {r['cf_mse_std']:.5f}", flush=True)
+            for knob, data_seed in itertools.product(chosen, [int(d) for d in args.data_seeds.split(",")]):
+                r = run_child("knob", s, knob, data_seed)
+                print(f"knob {s} {knob} data seed {data_seed}: {r['seconds']:.2f} s, loglik "
+                      f"{r['test_loglik']:.4f}, cf mse {r['cf_mse_std']:.5f}", flush=True)
                 res["knobs"].append(r)
     if args.compile_json:
         res["compile"] = json.loads(Path(args.compile_json).read_text())

@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`{meta['command']}` — {meta['date']}, torch {meta['torch']}, {meta['total_s']} s",
         "",
-        "**Timings were taken under load** (a shared 2-core machine, other engineers' jobs running;"
-        f" load average {meta['load_average_start']}): absolute seconds are pessimistic.",
+        f"Load average at the start: {meta['load_average_start']} (a shared 2-core machine: with"
+        " other jobs running, absolute seconds are pessimistic).",
         "",
         "Floor: a bare pass of every flow node's conditioner (fitted weights, same matrix products"
         " and activations, same rows, 4,096-row blocks) in the same process. Target: sampling"
