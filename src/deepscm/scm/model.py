@@ -16,6 +16,7 @@ of causation) and the edge-removed models of :meth:`DeepSCM.without_edges` are b
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -473,7 +474,9 @@ class DeepSCM:
         flows' conditioner matrix multiplies in bf16 (opt-in; it pays only on hardware with
         native bf16 — on an AVX2-only CPU it was ~6× slower, ``benchmarks/results/sampling.md``)."""
         self._require_fitted()
-        with sampling_precision(self.mechanisms.values(), dtype):
+        # dtype=None keeps the flows' own setting (e.g. a surrounding sampling_precision block)
+        precision = contextlib.nullcontext() if dtype is None else sampling_precision(self.mechanisms.values(), dtype)
+        with precision:
             return self._sample_worlds({"do": self._world(do)}, _positive("n", n), seed)["do"]
 
     def do(self, **interventions: Any) -> DeepSCM:
