@@ -598,9 +598,10 @@ class GANNCM:
             with ``"importance"``, ``ess`` (per-unit effective sample sizes of the weights).
 
         Raises:
-            NotFittedError: no fit or no posterior. ConfigError: discrete nodes, bad sizes,
-            ``do`` not a dict. GraphError: an unknown node in ``do``. DataError: evidence
-            missing a node, NaN or non-numeric, a ``do`` of the wrong length.
+            NotFittedError: no fit or no posterior.
+            ConfigError: discrete nodes, bad sizes, ``do`` not a dict.
+            GraphError: an unknown node in ``do``.
+            DataError: evidence missing a node, NaN or non-numeric, a ``do`` of the wrong length.
         """
         if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise ConfigError(f"n_samples={n_samples!r} must be a positive int")
