@@ -38,6 +38,7 @@ def run_one(name: str, seed: int, args: argparse.Namespace) -> dict:
     res = neural_identify(
         scm.graph, data, "ate(x, y)", restarts=args.restarts, fit_steps=args.fit_steps,
         search_steps=args.search_steps, tighten_steps=args.tighten_steps, seed=seed, extend=args.extend,
+        slow_multiplier=args.slow_multiplier,
     )
     seconds = time.perf_counter() - t0
     lp = lp_bounds(scm.graph, scm.distribution(), "ate(x, y)", weight="p")
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-steps", type=int, default=300)
     parser.add_argument("--tighten-steps", type=int, default=100)
     parser.add_argument("--extend", type=int, default=2, help="continuation rounds per search (neural_identify extend=)")
+    parser.add_argument("--slow-multiplier", type=float, default=None,
+                        help="neural_identify slow_multiplier= (default: off, as neural_identify's default)")
     parser.add_argument("--name", default="ncm", help="results/<name>.{json,md}")
     parser.add_argument("--graphs", nargs="*", default=list_confounded())
     args = parser.parse_args(argv)
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": machine_info("scipy"), "seconds": time.perf_counter() - start,
                 "rows_per_fit": args.rows, "restarts": args.restarts,
                 "steps": [args.fit_steps, args.search_steps, args.tighten_steps], "seeds": args.seeds,
-                "extend": args.extend, "complete": len(rows) == args.seeds * len(args.graphs), "rows": rows, "targets": targets(rows),
+                "extend": args.extend, "slow_multiplier": args.slow_multiplier, "complete": len(rows) == args.seeds * len(args.graphs), "rows": rows, "targets": targets(rows),
             }
             (out / f"{args.name}.json").write_text(json.dumps(results, indent=2))  # after every row: a partial run is kept
             (out / f"{args.name}.md").write_text(markdown(results))

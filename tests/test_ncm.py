@@ -185,7 +185,7 @@ def test_deviance_is_2n_kl_and_flags_an_unfitted_model():
     assert deviance(NeuralCausalModel(scm.graph, seed=0).fit(df, steps=1), df)[0] > 10 * chi2.ppf(0.999, dof)
 
 
-FEW = dict(restarts=1, search_steps=20, tighten_steps=10, passes=1, search_retries=0)
+FEW = dict(restarts=1, search_steps=20, tighten_steps=10, passes=1, search_retries=0, slow_multiplier=None)
 
 
 def test_poor_fit_is_refitted_and_a_remaining_one_flagged():
@@ -207,7 +207,7 @@ def test_search_finding_a_better_fit_refines_the_fit():
     scm = load_confounded("backdoor", 0)
     df = scm.sample(10_000, seed=1)
     res = neural_identify(scm.graph, df, "ate(x, y)", restarts=1, fit_steps=60, search_steps=60,
-                          tighten_steps=20, refits=0)
+                          tighten_steps=20, refits=0, slow_multiplier=None)
     assert res.passes >= 2 and res.converged
     assert res.nll_fit < res.restarts[0]["nll_fit"] - res.eps / 4
     assert res.identifiable and res.estimate == pytest.approx(scm.ate(), abs=0.03)
@@ -219,7 +219,7 @@ def test_search_that_ends_outside_the_budget_is_retried():
     scm = load_confounded("bow", 0)
     df = scm.sample(5000, seed=1)
     res = neural_identify(scm.graph, df, "ate(x, y)", restarts=1, fit_steps=150, search_steps=12,
-                          tighten_steps=4, eps_start=1.0, search_retries=2, passes=1)
+                          tighten_steps=4, eps_start=1.0, search_retries=2, passes=1, slow_multiplier=None)
     assert res.restarts[0]["search_retries"] >= 1
     assert res.lower <= res.restarts[0]["estimate"] <= res.upper
 
@@ -231,7 +231,7 @@ def test_stalled_search_is_continued_from_its_most_extreme_fit():
     profile-likelihood slack."""
     scm = load_confounded("bow", 0)
     df = scm.sample(10_000, seed=1)
-    kw = dict(restarts=1, fit_steps=150, search_steps=30, tighten_steps=10, passes=1)
+    kw = dict(restarts=1, fit_steps=150, search_steps=30, tighten_steps=10, passes=1, slow_multiplier=None)
     short = neural_identify(scm.graph, df, "ate(x, y)", **kw)
     longer = neural_identify(scm.graph, df, "ate(x, y)", extend=3, **kw)
     lp = lp_bounds(scm.graph, df, "ate(x, y)")
@@ -287,6 +287,8 @@ def test_bad_input_errors():
         NeuralCausalModel(scm.graph, latent="gaussian")
     with pytest.raises(ConfigError, match="level"):
         neural_identify(scm.graph, df, "ate(x, y)", level=1.5)
+    with pytest.raises(ConfigError, match="slow_multiplier"):
+        neural_identify(scm.graph, df, "ate(x, y)", slow_multiplier=0.0)
 
 
 def test_infeasible_rejection_sampling_is_a_clear_error():

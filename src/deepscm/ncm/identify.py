@@ -35,6 +35,15 @@ the two extremes by a **staged, constrained search** instead of the penalty
   from its most extreme data-fitting iterate (``extend`` rounds, default 2: on the 8 NCM-paper
   graphs × 5 seeds the ends within 0.05 of the sharp LP bound rose from 8/15 without it to
   13/15, at up to twice the search time; ``benchmarks/results/ncm.md``).
+- *Slow multiplier.* With the multiplier step ``η`` the multiplier ``λ`` can catch up with the
+  shrinking budget before the query has travelled along the flat direction, and the search
+  settles near the fit (iv seed 0 of the benchmark: its first lower search ends at 0.046, the
+  LP bound is −0.058; with ``η/10`` it reaches −0.066). With ``slow_multiplier`` (opt-in, e.g.
+  0.1; off by default until the full benchmark confirms it) each search is run a second time
+  from its start with the step ``η·slow_multiplier``: ``λ`` rises that many times slower, the
+  query is pushed further before the budget binds, and only the iterates within the budget
+  count, so the two runs together reach at least as far as the first alone; the continuation
+  rounds start from the most extreme data-fitting iterate of either run.
 - *Unconverged fit.* A search that finds ``NLL < NLL* − ε/4`` shows stage 1 had not converged
   (the budget was then measured from the wrong ``NLL*``): the lowest iterate is polished by MLE,
   becomes the fit, and the searches rerun from it (``passes``).
@@ -209,6 +218,7 @@ def neural_identify(
     passes: int = 3,
     extend: int = 2,
     extend_tol: float = 0.005,
+    slow_multiplier: float | None = None,
 ) -> NeuralIDResult:
     """Decide identifiability of a binary ``query`` and bound it by the staged search (module docstring).
 
@@ -241,14 +251,18 @@ def neural_identify(
             from the most extreme data-fitting iterate so far with the loose budget again, while
             a round moves the end by more than ``extend_tol`` (a search that stalled short of the
             end of a flat direction goes on; each round costs one search).
+        slow_multiplier: each search also runs once from its start with the multiplier step
+            ``η · slow_multiplier`` (module docstring, *slow multiplier*; costs one search per
+            direction); ``None`` (default) turns it off.
 
     Raises:
         GraphError: a query naming unknown nodes, or a cyclic graph.
         DataError: a node missing from the data, or non-binary data.
         ConfigError: ``restarts < 1``, ``level`` outside (0, 1) or non-positive steps.
     """
-    if extend < 0 or extend_tol < 0:
-        raise ConfigError(f"extend={extend} and extend_tol={extend_tol} must be >= 0")
+    if extend < 0 or extend_tol < 0 or (slow_multiplier is not None and slow_multiplier <= 0):
+        raise ConfigError(f"extend={extend} and extend_tol={extend_tol} must be >= 0, "
+                          f"slow_multiplier={slow_multiplier} > 0 or None")
     if (restarts < 1 or not 0 < level < 1 or min(fit_steps, search_steps, tighten_steps, passes) < 1
             or eps_start <= 0 or min(refits, search_retries) < 0):
         raise ConfigError(
@@ -298,7 +312,7 @@ def neural_identify(
                 for direction, sign in (("upper", 1.0), ("lower", -1.0)):
                     found[direction], state, state_nll, n_retry, n_ext = _push(
                         start, rows, w, q, sign, nll_best, eps, eps_start, (search_steps, tighten_steps), lr,
-                        penalty, mc, search_retries, extend, extend_tol,
+                        penalty, mc, search_retries, extend, extend_tol, slow_multiplier,
                     )
                     k += n_retry
                     ext += n_ext
@@ -399,10 +413,12 @@ def _push(
     retries: int,
     extend: int,
     extend_tol: float,
+    slow: float | None = None,
 ) -> tuple[np.ndarray, list[torch.Tensor] | None, float, int, int]:
     """One direction of the search from ``start``: :func:`_constrained`, rerun from the start
     with a 10× tighter loose budget while it ends outside ``nll_ref + eps`` (at most
-    ``retries`` times), then up to ``extend`` rounds restarted from the most extreme feasible
+    ``retries`` times); with ``slow``, once more from the start with the multiplier step
+    ``η · slow``; then up to ``extend`` rounds restarted from the most extreme feasible
     iterate so far while a round gains more than ``extend_tol``. Returns the joint trace
     (2, T), the lowest-NLL parameters and NLL, and the numbers of retries and rounds."""
     parts: list[np.ndarray] = []
@@ -411,6 +427,8 @@ def _push(
     n_retry = n_ext = 0
     es = eps_start
     origin: list[torch.Tensor] | None = None
+    pen = penalty
+    slow_pending = slow is not None
     while True:
         model = copy.deepcopy(start)
         if origin is not None:
@@ -418,7 +436,7 @@ def _push(
                 for p, v in zip(model.parameters(), origin):
                     p.copy_(v)
         nlls, values, state, state_nll, extreme, extreme_value = _constrained(
-            model, rows, w, q, sign, nll_ref, eps, es, steps, lr, penalty, mc, keep_lowest=True,
+            model, rows, w, q, sign, nll_ref, eps, es, steps, lr, pen, mc, keep_lowest=True,
         )
         parts.append(np.stack([nlls, values]))
         if state_nll < low_nll:
@@ -426,10 +444,15 @@ def _push(
         gain = -math.inf if extreme is None else sign * extreme_value - top_value
         if gain > 0:
             top, top_value = extreme, sign * extreme_value
-        if origin is None and nlls[-1] > nll_ref + eps and es > 2 * eps and n_retry < retries:
+        if (origin is None and pen is penalty and nlls[-1] > nll_ref + eps and es > 2 * eps
+                and n_retry < retries):
             n_retry += 1  # it left the basin of the fit: again from the start, less loose
             es = max(2 * eps, es / 10)
             continue
+        if slow_pending:  # once more from the start, the multiplier slower: the query travels further
+            slow_pending, pen = False, (penalty[0], penalty[1] * slow)
+            continue
+        pen = penalty
         if n_ext >= extend or top is None or (origin is not None and gain <= extend_tol):
             break
         n_ext += 1
