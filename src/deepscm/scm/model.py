@@ -472,7 +472,7 @@ class DeepSCM:
         intervention value or a changed parent left the training range (an
         :class:`~deepscm.ExtrapolationWarning` is issued too). ``dtype="bfloat16"`` runs the
         flows' conditioner matrix multiplies in bf16 (opt-in; it pays only on hardware with
-        native bf16 — on an AVX2-only CPU it was ~6× slower, ``benchmarks/results/sampling.md``)."""
+        native bf16 — on an AVX2-only CPU it was ~7× slower, ``benchmarks/results/sampling.md``)."""
         self._require_fitted()
         # dtype=None keeps the flows' own setting (e.g. a surrounding sampling_precision block)
         precision = contextlib.nullcontext() if dtype is None else sampling_precision(self.mechanisms.values(), dtype)
