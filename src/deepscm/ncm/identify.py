@@ -39,7 +39,9 @@ the two extremes by a **staged, constrained search** instead of the penalty
   shrinking budget before the query has travelled along the flat direction, and the search
   settles near the fit (iv seed 0 of the benchmark: its first lower search ends at 0.046, the
   LP bound is −0.058; with ``η/10`` it reaches −0.066). With ``slow_multiplier`` (opt-in, e.g.
-  0.1; off by default until the full benchmark confirms it) each search is run a second time
+  0.1; off by default: on the full benchmark it fixed iv seed 0 and bad_m seed 0 but widened
+  frontdoor seed 4's identified interval past the tolerance, at 1.44× the time per restart,
+  ``benchmarks/results/ncm.slow.md``) each search is run a second time
   from its start with the step ``η·slow_multiplier``: ``λ`` rises that many times slower, the
   query is pushed further before the budget binds, and only the iterates within the budget
   count, so the two runs together reach at least as far as the first alone; the continuation
