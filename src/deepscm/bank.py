@@ -54,7 +54,7 @@ from . import distributed
 from .errors import ConfigError, TrainingError
 from .mechanisms.base import MAX_GRAD_NORM, Mechanism
 from .mechanisms.flow import _HALF_LOG_2PI, _LOG_SLOPE, ConditionalFlow, _knots, _rqs_forward_and_ladj
-from .training import Plateau, TrainingHistory, _advice, _check_diverged, _check_finite
+from .training import Plateau, TrainingHistory, _advice, _check_diverged, _check_finite, check_options
 
 __all__ = [
     "COMPILE_MAX_BATCH",
@@ -318,10 +318,7 @@ def train_bank(
     the ragged last one runs eagerly), ``False`` never, ``"auto"`` when the fit runs at least
     :data:`COMPILE_MIN_STEPS` full steps for sure and ``batch_size ≤`` :data:`COMPILE_MAX_BATCH`.
     """
-    if not (isinstance(epochs, int) and epochs >= 1 and isinstance(batch_size, int) and batch_size >= 1):
-        raise ConfigError(f"epochs ({epochs!r}) and batch_size ({batch_size!r}) must be integers ≥ 1")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    check_options(epochs, batch_size, lr)
     if compile not in (True, False, "auto"):
         raise ConfigError(f"compile must be True, False or 'auto', got {compile!r}")
     names = list(mechanisms)

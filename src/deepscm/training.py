@@ -42,6 +42,7 @@ __all__ = [
     "Plateau",
     "Term",
     "TrainingHistory",
+    "check_options",
     "resolve_device",
     "train",
     "train_terms",
@@ -186,10 +187,7 @@ def train(
     :data:`Batches` source. Without ``val_rows`` the terms run for all ``epochs`` and keep
     their final weights.
     """
-    if not (isinstance(epochs, int) and epochs >= 1 and isinstance(batch_size, int) and batch_size >= 1):
-        raise ConfigError(f"epochs ({epochs!r}) and batch_size ({batch_size!r}) must be integers ≥ 1")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    check_options(epochs, batch_size, lr)
     schedule = Plateau(patience, min_delta, lr_decay)
     names = [n for n, t in terms.items() if any(p.requires_grad for p in t.module.parameters())]
     history = TrainingHistory(train_loss={n: [] for n in names}, val_loss={n: [] for n in names})
@@ -217,6 +215,15 @@ def train(
     return history
 
 
+def check_options(epochs: int, batch_size: int, lr: float) -> None:
+    """:class:`ConfigError` unless ``epochs`` and ``batch_size`` are integers ≥ 1 and ``lr`` a
+    positive finite number (the options every training loop takes)."""
+    if not (isinstance(epochs, int) and epochs >= 1 and isinstance(batch_size, int) and batch_size >= 1):
+        raise ConfigError(f"epochs ({epochs!r}) and batch_size ({batch_size!r}) must be integers ≥ 1")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+
+
 def _loop(terms: Mapping[str, Term], names: list[str], joint: list[str],
           optimiser: torch.optim.Optimizer | None, train_rows: torch.Tensor | Batches,
           val_rows: torch.Tensor | None, history: TrainingHistory,
@@ -230,6 +237,7 @@ def _loop(terms: Mapping[str, Term], names: list[str], joint: list[str],
     val_start: dict[str, float] = {}  # a held-out score may have its own scale (validation_metric)
     best_state = {n: copy.deepcopy(terms[n].module.state_dict()) for n in names}
     groups = dict(zip(joint, optimiser.param_groups)) if optimiser is not None else {}
+    base_lr = {n: group["lr"] for n, group in groups.items()}
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
         for t in terms.values():
@@ -292,7 +300,7 @@ def _loop(terms: Mapping[str, Term], names: list[str], joint: list[str],
             elif outcome == "stopped":
                 active.discard(n)
             elif outcome == "decayed" and n in groups:
-                groups[n]["lr"] *= schedule.decay
+                groups[n]["lr"] = base_lr[n] * schedule.rate(n)
         bar.set_postfix(val=f"{sum(schedule.best.values()):.3f}", active=len(active))
         if not active:
             break
