@@ -51,9 +51,11 @@ __all__ = [
     "decode",
     "encode",
     "exogenous",
-    "extrapolation",
+    "extrapolated",
+    "independent_values",
     "interventions",
     "needed_noise",
+    "outside_shares",
     "parent_context",
     "propagate",
     "sample_noise",
@@ -255,13 +257,15 @@ def propagate(
     worlds: Mapping[str, World],
     factual: Mapping[str, torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
+    independent: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Values of every node in every world (internal encoding), sharing ``noise``.
 
     With ``factual`` (values with one row per unit), nodes a world does not change keep the
     factual values; otherwise every node is computed from the noise. Nodes run in
     topological order across all worlds, so a world may read a parent from any other.
-    ``generator`` draws the independent parent values that :class:`Independent` asks for.
+    The independent parent values that :class:`Independent` asks for are ``independent``
+    (from :func:`independent_values`) or, without it, drawn with ``generator``.
     """
     _check_worlds(model, worlds)
     do = {name: interventions(model, w.do) for name, w in worlds.items()}
@@ -271,7 +275,8 @@ def propagate(
     }
     base = {} if factual is None else {n: v[noise.units] for n, v in factual.items()}
     out: dict[str, dict[str, torch.Tensor]] = {name: dict(base) for name in worlds}
-    independent = _independent_values(model, worlds, noise, generator)
+    if independent is None:
+        independent = independent_values(model, worlds, noise, generator)
     for node in model.graph.nodes:
         for name in _world_order(node, do):
             if node not in recompute[name]:
@@ -301,15 +306,12 @@ def _world_order(node: str, do: Mapping[str, Mapping[str, Intervention]]) -> lis
     return order
 
 
-def extrapolation(
+def outside_shares(
     model: FittedModel, worlds: Mapping[str, World], values: Mapping[str, Mapping[str, torch.Tensor]],
-    factual: bool,
 ) -> dict[str, dict[str, float]]:
-    """Per world, the share of rows whose intervened value, or changed parent value, lies
-    outside the training range, for each continuous node where that share is not zero; warns
-    once with :class:`~deepscm.ExtrapolationWarning` when any is found."""
-    found: dict[str, dict[str, float]] = {}
-    messages = []
+    """Per world, the share of rows outside the training range of every continuous node that
+    the world sets, or that feeds a node it changes (shares of zero included)."""
+    shares: dict[str, dict[str, float]] = {}
     for name, world in worlds.items():
         if not world.do and not world.edges:
             continue
@@ -317,12 +319,24 @@ def extrapolation(
         changed = changed_nodes(model, world)
         feeding = {p for c in changed for p in model.graph.parents(c)} & changed
         for node in sorted(intervened | feeding, key=model.graph.nodes.index):
-            if node not in model.ranges or node not in values[name]:
-                continue
-            share = _outside_share(model, node, values[name][node])
+            if node in model.ranges and node in values[name]:
+                shares.setdefault(name, {})[node] = _outside_share(model, node, values[name][node])
+    return shares
+
+
+def extrapolated(
+    model: FittedModel, worlds: Mapping[str, World], shares: Mapping[str, Mapping[str, float]],
+) -> dict[str, dict[str, float]]:
+    """The :func:`outside_shares` worth reporting: any share of an intervened value, more than
+    :data:`_PROPAGATED_SHARE` of a propagated one; warns once with
+    :class:`~deepscm.ExtrapolationWarning` when any is found."""
+    found: dict[str, dict[str, float]] = {}
+    messages = []
+    for name, per_node in shares.items():
+        world = worlds[name]
+        for node, share in per_node.items():
             set_here = node in world.do and not isinstance(world.do[node], FromWorld)
-            threshold = 0.0 if set_here else _PROPAGATED_SHARE
-            if share > threshold:
+            if share > (0.0 if set_here else _PROPAGATED_SHARE):
                 found.setdefault(name, {})[node] = share
                 low, high = model.ranges[node]
                 what = "is set to" if set_here else "reaches"
@@ -482,7 +496,7 @@ def _per_unit_images(var, value: Any, noise: Noise, what: str) -> Any:
     )
 
 
-def _independent_values(
+def independent_values(
     model: FittedModel, worlds: Mapping[str, World], noise: Noise, generator: torch.Generator | None
 ) -> dict[str, torch.Tensor]:
     """Observational values of the parents that :class:`Independent` edges read, from fresh

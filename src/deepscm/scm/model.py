@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from ..mechanisms.base import Mechanism, MechanismSpec
 from ..mechanisms.flow import sampling_precision
 from ..training import Term, TrainingHistory, evaluate, resolve_device, train
 from ..variables import Schema, Variable, VariableSpec, stack_images
-from . import engine
+from . import chunks, engine
 from .engine import Independent, Noise, World, parent_context
 
 __all__ = ["AUTO_TOLERANCE", "DeepSCM", "MIN_ROWS", "NOISE_TEST_LEVEL"]
@@ -398,22 +398,35 @@ class DeepSCM:
 
     def _sample_worlds(self, worlds: Mapping[str, World], n: int, seed: int | None) -> dict[str, pd.DataFrame]:
         generator = self._generator(seed)
-        parts: dict[str, list[pd.DataFrame]] = {name: [] for name in worlds}
-        found: dict[str, dict[str, float]] = {}
-        chunk = self._chunk_rows()
+        size = self._chunk_rows()
+        starts = range(0, n, size)
+
+        def draws() -> Iterator[tuple[Noise, dict[str, torch.Tensor]]]:
+            # the generator's stream, in chunk order, on this thread (deepscm.scm.chunks)
+            for start in starts:
+                noise = engine.sample_noise(self, min(size, n - start), generator, first_unit=start, n_units=n)
+                yield noise, engine.independent_values(self, worlds, noise, generator)
+
+        def finish(drawn: tuple[Noise, dict[str, torch.Tensor]]) -> tuple[dict[str, pd.DataFrame], dict]:
+            noise, independent = drawn
+            with torch.no_grad():
+                values = engine.propagate(self, noise, worlds, independent=independent)
+                frames = {name: engine.decode(self, values[name], w, noise=noise) for name, w in worlds.items()}
+                return frames, engine.outside_shares(self, worlds, values)
+
         with torch.no_grad():
-            for start in range(0, n, chunk):
-                size = min(chunk, n - start)
-                noise = engine.sample_noise(self, size, generator, first_unit=start, n_units=n)
-                values = engine.propagate(self, noise, worlds, generator=generator)
-                for name, w in worlds.items():
-                    parts[name].append(engine.decode(self, values[name], w, noise=noise))
-                for name, share in engine.extrapolation(self, worlds, values, factual=False).items():
-                    for node, s in share.items():
-                        found.setdefault(name, {})[node] = max(s, found.get(name, {}).get(node, 0.0))
+            results = chunks.map_in_order(finish, draws(), len(starts), self.device)
+        shares: dict[str, dict[str, float]] = {}
+        for (frames, chunk_shares), start in zip(results, starts):
+            weight = min(size, n - start) / n
+            for name, per_node in chunk_shares.items():
+                for node, share in per_node.items():
+                    shares.setdefault(name, {})[node] = shares.get(name, {}).get(node, 0.0) + weight * share
+        found = engine.extrapolated(self, worlds, shares)
         out = {}
         for name in worlds:
-            frame = pd.concat(parts[name], ignore_index=True) if len(parts[name]) > 1 else parts[name][0]
+            parts = [frames[name] for frames, _ in results]
+            frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
             frame.attrs["extrapolated"] = found.get(name, {})
             out[name] = frame
         return out
@@ -427,7 +440,7 @@ class DeepSCM:
             needs = engine.needed_noise(self, worlds)
             noise = engine.abduct(self, factual, needs, n_samples, generator)
             values = engine.propagate(self, noise, worlds, factual, generator)
-            found = engine.extrapolation(self, worlds, values, factual=True)
+            found = engine.extrapolated(self, worlds, engine.outside_shares(self, worlds, values))
         reps = noise.units.cpu().numpy()
         out = {}
         for name, world in worlds.items():
