@@ -1,6 +1,7 @@
 """Mechanisms in isolation: inversion, noise priors and Gumbel-max posteriors."""
 
 import numpy as np
+import pytest
 import torch
 
 from deepscm.mechanisms import AdditiveNoise, Categorical, ConditionalFlow, MechanismSpec
@@ -45,7 +46,8 @@ def test_additive_noise_residuals_and_abduction():
     assert torch.allclose(mech.abduct(mech.sample(context, x - mech.mean(context)), context), x - mech.mean(context))
 
 
-def test_boosted_trees_predict_as_scikit_learn():
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_boosted_trees_predict_as_scikit_learn(early_stopping):
     """The boosted location's trees, stored as tensors and walked in parallel, predict what the
     fitted HistGradientBoostingRegressor predicts (float32 round-off), inside and outside the
     training range."""
@@ -57,14 +59,15 @@ def test_boosted_trees_predict_as_scikit_learn():
     g = torch.Generator().manual_seed(0)
     ctx = torch.randn(1500, 3, generator=g)
     x = torch.sin(2 * ctx[:, :1]) * ctx[:, 1:2] + ctx[:, 2:3] ** 2 + 0.3 * torch.randn(1500, 1, generator=g)
-    mech = BoostedAdditive(max_iter=40)
+    mech = BoostedAdditive(max_iter=200, early_stopping=early_stopping)
     mech.build(MechanismSpec(1, 3))
     mech.after_fit(x, ctx)
     design = np.column_stack([ctx.double().numpy(), np.ones(1500)])
     solution = np.linalg.lstsq(design, x.double().numpy(), rcond=None)[0]
-    hgb = HistGradientBoostingRegressor(max_iter=40, max_leaf_nodes=31, learning_rate=0.1,
-                                        early_stopping=False, random_state=0)
+    hgb = HistGradientBoostingRegressor(max_iter=200, max_leaf_nodes=31, learning_rate=0.1,
+                                        early_stopping=early_stopping, random_state=0)
     hgb.fit(ctx.numpy(), (x.double().numpy() - design @ solution)[:, 0])
     test = 2 * torch.randn(800, 3, generator=g)  # a third of the rows beyond the training range
     trees = mech.mean(test)[:, 0] - (test @ mech.weight.T + mech.bias)[:, 0]
     np.testing.assert_allclose(trees.numpy(), hgb.predict(test.numpy()), rtol=0, atol=1e-5)
+    assert (mech.feature.shape[1] < 200) == early_stopping  # stopped early, or all 200 trees

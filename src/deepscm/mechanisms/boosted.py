@@ -30,10 +30,16 @@ class BoostedAdditive(Mechanism):
     """``x = a + B·pa + g(pa) + u`` with boosted trees ``g`` and kernel-density noise ``u``.
 
     Args:
-        max_iter: boosting iterations (trees per output column).
+        max_iter: at most this many boosting iterations (trees per output column).
         max_leaf_nodes: leaves per tree.
         learning_rate: shrinkage of each tree.
         max_residuals: at most this many training residuals form the noise density.
+        early_stopping: stop boosting once the squared error on 10 % of the training rows,
+            held out by scikit-learn, has not improved for 10 iterations (its
+            ``early_stopping=True``). On 10 suite SCMs it kept 10–61 trees, the held-out
+            log-likelihood was better on 32 of 35 nodes than with all 100 trees, and the trees
+            took 7.3 s instead of 20.7 s (``benchmarks/boosted_early_stopping.py``);
+            ``False`` fits ``max_iter`` trees.
     """
 
     abduction = "exact"
@@ -45,14 +51,18 @@ class BoostedAdditive(Mechanism):
         max_leaf_nodes: int = 31,
         learning_rate: float = 0.1,
         max_residuals: int = 2_000,
+        early_stopping: bool = True,
     ) -> None:
         if not (isinstance(learning_rate, (int, float)) and 0 < learning_rate <= 1):
             raise ConfigError(f"learning_rate must be in (0, 1], got {learning_rate!r}")
+        if not isinstance(early_stopping, bool):
+            raise ConfigError(f"early_stopping must be True or False, got {early_stopping!r}")
         super().__init__(
             max_iter=positive_int("max_iter", max_iter),
             max_leaf_nodes=positive_int("max_leaf_nodes", max_leaf_nodes),
             learning_rate=float(learning_rate),
             max_residuals=positive_int("max_residuals", max_residuals),
+            early_stopping=early_stopping,
         )
 
     def _build(self, spec: MechanismSpec) -> None:
@@ -92,7 +102,7 @@ class BoostedAdditive(Mechanism):
                     max_iter=self.hparams["max_iter"],
                     max_leaf_nodes=self.hparams["max_leaf_nodes"],
                     learning_rate=self.hparams["learning_rate"],
-                    early_stopping=False,
+                    early_stopping=self.hparams["early_stopping"],
                     random_state=0,
                 ).fit(cs.astype(np.float32), linear_residual[:, j])
                 tables.append(_tree_tables(model))
