@@ -5,6 +5,7 @@ luck of one run (locally it keeps exploring new examples)."""
 import os
 
 import matplotlib
+import pytest
 import torch
 from hypothesis import settings
 
@@ -14,3 +15,13 @@ torch.set_num_threads(1)
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test, the previous count restored afterwards (for tests that
+    change it, or that must not inherit another test's change)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

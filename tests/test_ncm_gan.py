@@ -20,12 +20,7 @@ from deepscm.ncm.gan import GANNCM, training_groups
 TINY = dict(hidden=(8,), critic_hidden=(8,))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_training_groups_merge_components_whose_outside_parents_descend_from_them():

@@ -31,12 +31,7 @@ SIGMA = 0.05
 TINY = dict(hidden=(8,), critic_hidden=(8,))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Known(nn.Module):

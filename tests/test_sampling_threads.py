@@ -14,7 +14,8 @@ from deepscm.datasets import load_scm
 from deepscm.scm import engine
 from deepscm.scm import model as scm_model
 
-pytestmark = pytest.mark.filterwarnings("ignore::deepscm.ExtrapolationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::deepscm.ExtrapolationWarning"),
+              pytest.mark.usefixtures("one_thread")]  # the tests set their own counts
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +30,6 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(scm_model, "_CHUNK", 512)
 
 
-@pytest.fixture
-def threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 def _thread_names(monkeypatch) -> list[str]:
     names: list[str] = []
     propagate = engine.propagate
@@ -48,7 +42,7 @@ def _thread_names(monkeypatch) -> list[str]:
     return names
 
 
-def test_same_sample_on_one_and_two_threads(fitted, small_chunks, threads, monkeypatch):
+def test_same_sample_on_one_and_two_threads(fitted, small_chunks, monkeypatch):
     names = _thread_names(monkeypatch)
     torch.set_num_threads(1)
     one = fitted.sample(5000, do={"x1": 0.5}, seed=3)
@@ -62,13 +56,13 @@ def test_same_sample_on_one_and_two_threads(fitted, small_chunks, threads, monke
     assert not two.equals(fitted.sample(5000, do={"x1": 0.5}, seed=4))
 
 
-def test_worlds_share_noise_across_threads(fitted, small_chunks, threads):
+def test_worlds_share_noise_across_threads(fitted, small_chunks):
     torch.set_num_threads(2)
     worlds = fitted.worlds({"a": {"x1": 0.0}, "b": {"x1": 0.0}}, n=3000, seed=1)
     assert worlds["a"].equals(worlds["b"])  # same noise, same intervention: same rows
 
 
-def test_a_failing_chunk_raises_and_restores_threads(fitted, small_chunks, threads, monkeypatch):
+def test_a_failing_chunk_raises_and_restores_threads(fitted, small_chunks, monkeypatch):
     propagate, calls = engine.propagate, []
 
     def failing(*args, **kwargs):
@@ -84,7 +78,7 @@ def test_a_failing_chunk_raises_and_restores_threads(fitted, small_chunks, threa
     assert torch.get_num_threads() == 2
 
 
-def test_extrapolation_share_is_over_all_chunks_and_warned_once(fitted, small_chunks, threads):
+def test_extrapolation_share_is_over_all_chunks_and_warned_once(fitted, small_chunks):
     torch.set_num_threads(2)
     high = fitted.ranges["x1"][1][0]
     with warnings.catch_warnings(record=True) as caught:
