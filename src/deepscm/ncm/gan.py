@@ -65,7 +65,8 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -405,6 +406,26 @@ class GANNCM:
         return ([(f"u[{','.join(c)}]", self.u_dim) for c in self.components]
                 + [(f"eps[{v}]", self.noise_dim) for v in self.nodes])
 
+    def _w_dim(self) -> int:
+        """The width ``D`` of the flat exogenous vector ``w``."""
+        return sum(w for _, w in self._exogenous())
+
+    def _columns(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encoded units ``(rows, nodes)`` → node → its column ``(rows, 1)``."""
+        return {v: x[:, j:j + 1] for j, v in enumerate(self.nodes)}
+
+    @contextmanager
+    def _frozen_generators(self) -> Iterator[None]:
+        """The generators without gradients inside the block (the posterior fits only the
+        encoder or the units' own parameters), restored afterwards."""
+        for p in self.generators.parameters():
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in self.generators.parameters():
+                p.requires_grad_(True)
+
     def _split(self, w: torch.Tensor) -> dict[str, Any]:
         """A flat exogenous vector ``(rows, D)`` → the noise dict of :meth:`_draw`."""
         k, d = len(self.components), self.u_dim
@@ -428,7 +449,7 @@ class GANNCM:
         def log_lik(w: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             k, b, dim = w.shape
             obs = x[rows].repeat(k, 1)
-            cols = {v: obs[:, j:j + 1] for j, v in enumerate(self.nodes)}
+            cols = self._columns(obs)
             rec = self._factual(self._split(w.reshape(k * b, dim)), cols)
             sq = sum((rec[v] - cols[v]).square().sum(-1) for v in self.nodes)
             return (-0.5 * sq / sigma**2).reshape(k, b)
@@ -492,10 +513,8 @@ class GANNCM:
             raise ConfigError(f"obs_scale={obs_scale} must be > 0")
         start = time.perf_counter()
         x = self._units(data)
-        dim = sum(w for _, w in self._exogenous())
-        for p in self.generators.parameters():
-            p.requires_grad_(False)
-        try:
+        dim = self._w_dim()
+        with self._frozen_generators():
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed + 6)
                 encoder = post.GaussianEncoder(len(self.nodes), dim, tuple(hidden))
@@ -506,11 +525,8 @@ class GANNCM:
             val = hist["val_rows"][:1000]
             with torch.no_grad():
                 mean, _ = post.gaussian(encoder(x[val]), dim)
-                cols = {v: x[val, j:j + 1] for j, v in enumerate(self.nodes)}
+                cols = self._columns(x[val])
                 rec = self._factual(self._split(mean), cols)
-        finally:
-            for p in self.generators.parameters():
-                p.requires_grad_(True)
         self.encoder = encoder
         self.posterior_info = dict(
             obs_scale=float(obs_scale), abduction_error={v: float((rec[v] - cols[v]).abs().mean()) for v in self.nodes},
@@ -528,17 +544,12 @@ class GANNCM:
         if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
             raise ConfigError(f"refine_steps={refine_steps!r} must be a non-negative int")
         dim = self.encoder.w_dim
-        for p in self.generators.parameters():
-            p.requires_grad_(False)
-        try:
+        with self._frozen_generators():
             with torch.no_grad():
                 raw = self.encoder(x)
             if refine_steps:
                 raw = post.refine(raw, dim, self._log_lik(x, self.posterior_info["obs_scale"]), steps=refine_steps, lr=refine_lr,
                                   n_mc=self.posterior_info["n_mc"], gen=gen)
-        finally:
-            for p in self.generators.parameters():
-                p.requires_grad_(True)
         return post.gaussian(raw, dim)
 
     def abduct(
@@ -625,7 +636,7 @@ class GANNCM:
         else:
             raise ConfigError(f"abduction={abduction!r}: choose 'amortised' or 'importance'")
         keep = set(self.nodes) - self.graph.descendants(set(fixed_units))
-        obs = {v: x[:, j:j + 1] for j, v in enumerate(self.nodes)}
+        obs = self._columns(x)
         with torch.no_grad():
             noise = self._split(w)
             rep = {v: t.repeat(k, 1) for v, t in obs.items()}
@@ -658,7 +669,7 @@ class GANNCM:
             raise ConfigError(f"proposals={proposals!r} must be a positive int")
         if not sigma > 0:
             raise ConfigError(f"obs_scale={sigma} must be > 0")
-        dim = sum(w for _, w in self._exogenous())
+        dim = self._w_dim()
         with torch.no_grad():
             prior = torch.randn(1, proposals, dim, generator=gen)
             log_lik = self._log_lik(x, sigma)
