@@ -35,6 +35,15 @@ The fitted generators are the exponential moving average of the generator iterat
   do-calculus; a descendant parent would be generated independently of the ``S`` values it
   depends on). :attr:`GANNCM.groups` lists them.
 
+A group whose critic input is a single continuous scalar (a continuous root alone in its
+group: a one-dimensional marginal) gets no critic: its generator minimises the exact
+one-dimensional Wasserstein-1 distance of the mini-batch, ``W₁ = (1/b) Σ_k |f_(k) − r_(k)|``
+over the sorted fake and real samples (the quantile coupling is optimal in one dimension;
+Villani 2003, Thm. 2.18), which the critic would only approximate. The adversarial fit of a
+one-dimensional marginal is unstable: with the networks here, a plain 1-D WGAN-GP on
+``N(0, 1)`` ends with sample standard deviations from 0.04 to 4.5 over learning rates
+1e-4–2e-3 and 2–5 critic steps, and modular roots collapsed towards their mode.
+
 **Queries** (``sample(n, do=...)``, :meth:`GANNCM.mean_do`, :meth:`GANNCM.ate`,
 :meth:`GANNCM.atd`) draw ``Û`` and the noises once and evaluate the mutilated model, so the two
 arms of an ATE share their noise (common random numbers). Like every NCM, the answer is
@@ -337,6 +346,9 @@ class GANNCM:
         rows = len(data)
         gen = torch.Generator().manual_seed(self.seed + 1)
         cols = [self._critic_nodes(g) for g in self.groups]
+        # groups of one continuous scalar: exact 1-D W1 of sorted samples, no critic (docstring)
+        exact = [sum(self.width[c] for c in cs) == 1 for cs in cols]
+        adversarial = [k for k, e in enumerate(exact) if not e]
         # the groups' losses are summed: their parameters are disjoint and a group's fakes
         # depend only on its own generators (outside parents are real), so one Adam step on
         # the sum is each group's own step
@@ -355,26 +367,29 @@ class GANNCM:
             f = [torch.cat([fake[c] if c in g else batch[c] for c in cs], -1) for g, cs in zip(self.groups, cols)]
             return r, f
 
+        loss = torch.zeros(())
         for t in bar:
-            for _ in range(n_critic):
+            for _ in range(n_critic if adversarial else 0):
                 with torch.no_grad():
                     r, f = batches()
-                loss = sum(d(fk).mean() - d(rk).mean() for d, rk, fk in zip(self.critics, r, f))
+                loss = sum(self.critics[k](f[k]).mean() - self.critics[k](r[k]).mean() for k in adversarial)
                 if gp_weight > 0:
                     mixes = []
-                    for rk, fk in zip(r, f):
+                    for k in adversarial:
                         m = torch.rand(b, 1, generator=gen)
-                        mixes.append((m * rk + (1 - m) * fk).requires_grad_(True))
-                    scores = sum(d(x).sum() for d, x in zip(self.critics, mixes))
+                        mixes.append((m * r[k] + (1 - m) * f[k]).requires_grad_(True))
+                    scores = sum(self.critics[k](x).sum() for k, x in zip(adversarial, mixes))
                     grads = torch.autograd.grad(scores, mixes, create_graph=True)
                     loss = loss + gp_weight * sum((g.norm(dim=-1) - 1).square().mean() for g in grads)
                 d_opt.zero_grad(set_to_none=True)
                 loss.backward()
-                for d in self.critics:
-                    nn.utils.clip_grad_norm_(d.parameters(), MAX_GRAD_NORM)
+                for k in adversarial:
+                    nn.utils.clip_grad_norm_(self.critics[k].parameters(), MAX_GRAD_NORM)
                 d_opt.step()
             r, f = batches()
-            g_loss = -sum(d(fk).mean() for d, fk in zip(self.critics, f))
+            g_loss = sum(
+                _sorted_w1(fk, rk) if e else -d(fk).mean() for d, rk, fk, e in zip(self.critics, r, f, exact)
+            )
             if not (torch.isfinite(g_loss) and torch.isfinite(loss)):
                 raise TrainingError(f"the GAN-NCM loss became non-finite at step {t}; lower lr={lr}")
             g_opt.zero_grad(set_to_none=True)
@@ -764,6 +779,12 @@ class GANNCM:
         else:
             obs = torch.tensor(np.asarray(x, dtype=float), dtype=torch.float32).reshape(-1)
         return float(self._atd_tensor(obs, self._draw(len(obs), gen), treatment, outcome).detach())
+
+
+def _sorted_w1(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """The exact 1-D Wasserstein-1 distance of two equal-size samples ``(b, 1)``: the mean
+    absolute difference of their order statistics (differentiable through ``sort``)."""
+    return (fake.flatten().sort().values - real.flatten().sort().values).abs().mean()
 
 
 def _check_frame(graph: CausalGraph, data: Any) -> None:
