@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepscm.mechanisms import AdditiveNoise, Categorical, ConditionalFlow, MechanismSpec
+from deepscm.errors import ConfigError
+from deepscm.mechanisms import AdditiveNoise, Categorical, ConditionalFlow, LinearGaussian, MechanismSpec
 
 
 def test_flow_abduction_inverts_sampling_for_scalars_and_vectors():
@@ -71,3 +72,26 @@ def test_boosted_trees_predict_as_scikit_learn(early_stopping):
     trees = mech.mean(test)[:, 0] - (test @ mech.weight.T + mech.bias)[:, 0]
     np.testing.assert_allclose(trees.numpy(), hgb.predict(test.numpy()), rtol=0, atol=1e-5)
     assert (mech.feature.shape[1] < 200) == early_stopping  # stopped early, or all 200 trees
+
+
+def test_flow_started_linear_is_the_fitted_linear_gaussian():
+    """``ConditionalFlow.start_linear`` puts a fresh flow at the least-squares linear-Gaussian
+    conditional: the same log-density and the same samples from the same noise."""
+    gen = torch.Generator().manual_seed(0)
+    ctx = torch.randn(500, 3, generator=gen)
+    x = ctx @ torch.tensor([[1.5], [-0.5], [0.2]]) + 0.3 + 0.4 * torch.randn(500, 1, generator=gen)
+    spec = MechanismSpec(x_dim=1, context_dim=3)
+    linear, flow = LinearGaussian(), ConditionalFlow()
+    linear.build(spec)
+    flow.build(spec)
+    linear.after_fit(x, ctx)
+    assert not torch.allclose(flow.log_prob(x, ctx), linear.log_prob(x, ctx), atol=1e-2)
+    flow.start_linear(linear.weight, linear.bias, linear.log_sigma)
+    with torch.no_grad():
+        torch.testing.assert_close(flow.log_prob(x, ctx), linear.log_prob(x, ctx), atol=1e-5, rtol=0)
+        noise = torch.randn(500, 1, generator=gen)
+        torch.testing.assert_close(flow.eval().sample(ctx, noise), linear.sample(ctx, noise), atol=1e-5, rtol=0)
+    root = ConditionalFlow()
+    root.build(MechanismSpec(x_dim=1, context_dim=0))
+    with pytest.raises(ConfigError, match="scalar node with parents"):
+        root.start_linear(linear.weight, linear.bias, linear.log_sigma)

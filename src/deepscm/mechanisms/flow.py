@@ -246,6 +246,23 @@ class ConditionalFlow(Mechanism):
             ladj = ladj + part
         return v, ladj
 
+    def start_linear(self, weight: torch.Tensor, bias: torch.Tensor, log_sigma: torch.Tensor) -> None:
+        """Start training at the linear-Gaussian conditional ``x = W·pa + b + σ·ε`` (a member
+        of this family): the location's linear path ← ``(W, b)``, the affine log-scale's bias
+        ← ``s`` with ``s / (1 + |s / log 10⁻³|) = log σ`` (:class:`MonotonicAffineTransform`'s
+        soft clip, inverted; ``log σ`` clamped to 0.9 of its bound). The location MLP, the
+        shape MLP's weights and the splines stay at zero, the identity. A scalar node with
+        parents only; call it on a freshly built flow."""
+        if self.spec.x_dim != 1 or not self.spec.context_dim:
+            raise ConfigError("start_linear needs a scalar node with parents")
+        bound = 0.9 * abs(_LOG_SLOPE)
+        log_scale = float(log_sigma.reshape(()))
+        log_scale = max(-bound, min(bound, log_scale))
+        with torch.no_grad():
+            self.location.linear.weight.copy_(weight.reshape(1, -1))
+            self.location.linear.bias.copy_(bias.reshape(1))
+            self.shape[-1].bias[0] = log_scale / (1 - abs(log_scale) / abs(_LOG_SLOPE))
+
     def sample_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(n, self.spec.x_dim, generator=generator, device=generator.device)
 

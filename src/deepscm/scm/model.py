@@ -35,7 +35,8 @@ from ..graph import CausalGraph, GraphLike
 from ..interventions import Intervention, Set, as_intervention
 from ..mechanisms import registry
 from ..mechanisms.base import Mechanism, MechanismSpec
-from ..mechanisms.flow import sampling_precision
+from ..mechanisms.flow import ConditionalFlow, sampling_precision
+from ..mechanisms.linear import LinearGaussian
 from ..training import Term, TrainingHistory, evaluate, resolve_device, train
 from ..variables import Schema, Variable, VariableSpec, stack_images
 from . import chunks, engine
@@ -199,6 +200,8 @@ class DeepSCM:
                 noise_test[n] = _noise_independence(pairs[0][1], values[n], contexts[n], train_rows, seed)
                 if noise_test[n]["independent"]:
                     options[n] = [(label, m) for label, m in pairs if not registry.nonlinear_candidate(label)]
+                else:
+                    _start_flows_linear(options[n])
             mechs = {
                 _term_name(n, label, len(pairs)): (n, mech)
                 for n, pairs in options.items() for label, mech in pairs
@@ -823,6 +826,18 @@ def _kind(var: Variable) -> str:
 def _term_name(node: str, label: str, n_candidates: int) -> str:
     """A node's training term, or one per candidate (``"y [linear]"``) under ``"auto"``."""
     return node if n_candidates == 1 else f"{node} [{label}]"
+
+
+def _start_flows_linear(pairs: list[tuple[str, Mechanism]]) -> None:
+    """Start a node's scalar spline-flow candidates at its fitted linear-Gaussian candidate
+    (:meth:`ConditionalFlow.start_linear`): training then begins at the linear model's
+    likelihood and learns only what the parents do beyond it."""
+    linear = next((m for _, m in pairs if isinstance(m, LinearGaussian) and m.hparams["noise"] == "gaussian"), None)
+    if linear is None:
+        return
+    for _, mech in pairs:
+        if isinstance(mech, ConditionalFlow) and mech.spec.x_dim == 1 and mech.spec.context_dim:
+            mech.start_linear(linear.weight, linear.bias, linear.log_sigma)
 
 
 def _select(pairs: list[tuple[str, Mechanism]], scores: Mapping[str, float]) -> tuple[str, Mechanism]:
