@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -116,6 +117,25 @@ def merge_histories(into: TrainingHistory, other: TrainingHistory) -> TrainingHi
 
 def _linears(seq: nn.Sequential) -> list[nn.Linear]:
     return [m for m in seq if isinstance(m, nn.Linear)]
+
+
+class _Tanh(torch.autograd.Function):
+    """``tanh(x) = 2σ(2x) − 1`` with tanh's own backward ``g · (1 − y²)``. The same function
+    (float32 results within 2e-7 of ``torch.tanh``), but about 3.5× faster on this torch CPU
+    build, whose ``tanh`` kernel costs ~3 ns per element against ~1 ns for ``sigmoid``
+    (``[2, 512, 64]``: 199 µs against 57 µs): the shape MLP's two tanh layers were ~10 % of a
+    bank step."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
 
 
 class FlowBank(nn.Module):
@@ -195,13 +215,13 @@ class FlowBank(nn.Module):
             # split, not slices: its backward is one concatenation, where each slice's would
             # zero-fill a gradient of h's whole shape
             skip, h_loc, h_shape = h.split([1, width, width], dim=-1)
-            skip, h_loc, h_shape = skip[..., 0], torch.relu(h_loc), torch.tanh(h_shape)
+            skip, h_loc, h_shape = skip[..., 0], torch.relu(h_loc), _Tanh.apply(h_shape)
             depth = len(self.loc) // 2
             for j in range(depth):
                 h_loc = torch.baddbmm(self.loc[2 * j + 1], h_loc, self.loc[2 * j])
                 h_shape = torch.baddbmm(self.shape[2 * j + 1], h_shape, self.shape[2 * j])
                 if j < depth - 1:
-                    h_loc, h_shape = torch.relu(h_loc), torch.tanh(h_shape)
+                    h_loc, h_shape = torch.relu(h_loc), _Tanh.apply(h_shape)
             shift, params = skip + h_loc[..., 0], h_shape
         else:
             shift, params = h[..., 0] + h[..., 1], h[..., 2:]
