@@ -121,10 +121,10 @@ def _linears(seq: nn.Sequential) -> list[nn.Linear]:
 
 class _Tanh(torch.autograd.Function):
     """``tanh(x) = 2σ(2x) − 1`` with tanh's own backward ``g · (1 − y²)``. The same function
-    (float32 results within 2e-7 of ``torch.tanh``), but about 3.5× faster on this torch CPU
+    (float32 results within 2e-7 of ``torch.tanh``), but about 3.3× faster on this torch CPU
     build, whose ``tanh`` kernel costs ~3 ns per element against ~1 ns for ``sigmoid``
-    (``[2, 512, 64]``: 199 µs against 57 µs): the shape MLP's two tanh layers were ~10 % of a
-    bank step."""
+    (``[2, 512, 64]``: 204 µs against 62 µs); a bank step is 2–6 % faster
+    (``benchmarks/bank_tanh.py``)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
