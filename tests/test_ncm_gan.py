@@ -9,15 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import wasserstein_distance
 
 from deepscm.datasets.confounded_continuous import load_confounded_continuous
 from deepscm.errors import ConfigError, DataError, GraphError, NotFittedError
 from deepscm.graph import CausalGraph
 from deepscm.identification.query import QueryError
 from deepscm.ncm.continuous_bounds import continuous_bounds, parse_continuous_query, sinkhorn_divergence
-from deepscm.ncm.gan import GANNCM, training_groups
+from deepscm.ncm.gan import GANNCM, _sorted_w1, training_groups
 
 TINY = dict(hidden=(8,), critic_hidden=(8,))
+
+
+def _w1(a, b) -> float:
+    """scipy's 1-D Wasserstein distance of two samples."""
+    return float(wasserstein_distance(np.asarray(a), np.asarray(b)))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -57,14 +63,10 @@ def test_tiny_fit_is_reproducible_and_samples_dataframes():
 
 
 def test_sorted_w1_is_the_exact_one_dimensional_wasserstein_distance():
-    from scipy.stats import wasserstein_distance
-
-    from deepscm.ncm.gan import _sorted_w1
-
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(200, 1)), rng.standard_t(3, size=(200, 1)) + 0.5
     got = float(_sorted_w1(torch.tensor(a), torch.tensor(b)))
-    assert got == pytest.approx(wasserstein_distance(a[:, 0], b[:, 0]), rel=1e-12)
+    assert got == pytest.approx(_w1(a[:, 0], b[:, 0]), rel=1e-12)
 
 
 def test_modular_root_alone_in_its_group_fits_its_marginal_without_a_critic():
@@ -182,12 +184,6 @@ FIT = dict(steps=500, n_critic=2, lr=2e-3, batch_size=512)
 def _bench_data(name: str):
     scm = load_confounded_continuous(name)
     return scm, scm.sample(2000, seed=1000)
-
-
-def _w1(a, b) -> float:
-    from scipy.stats import wasserstein_distance
-
-    return float(wasserstein_distance(np.asarray(a), np.asarray(b)))
 
 
 @pytest.mark.slow

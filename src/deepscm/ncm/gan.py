@@ -74,8 +74,8 @@ Example:
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
