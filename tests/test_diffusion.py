@@ -237,6 +237,17 @@ def test_mechanisms_diffusion_fits_every_continuous_node_and_round_trips(tmp_pat
     )
 
 
+def test_a_round_trip_beyond_the_tolerance_warns():
+    """Plain inversion on a 2-step grid cannot meet the tabular tolerance: the fit says so."""
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=300)
+    df = pd.DataFrame({"a": a, "b": np.sin(2 * a) + 0.3 * rng.normal(size=300)})
+    scm = ds.DeepSCM("a -> b", mechanisms={"b": Diffusion(steps=10, inference_steps=2, refine=0)})
+    with pytest.warns(ds.AbductionWarning, match=r"'b': .* > 0.01.*inference_steps"):
+        scm.fit(df, seed=0, epochs=3, batch_size=100, device="cpu", progress=False)
+    assert scm.fit_info["abduction_error"]["b"]["max"] > scm.mechanisms["b"].abduction_tolerance
+
+
 def test_aliases_and_hyper_parameters():
     for alias in ("diffusion", "ddim", "dcm", "Diffusion"):
         assert ds.mechanisms.registry.resolve(alias) is Diffusion

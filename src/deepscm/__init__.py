@@ -1,6 +1,7 @@
 """deepscm: deep structural causal models."""
 
 from .errors import (
+    AbductionWarning,
     ConfigError,
     DataError,
     DeepSCMError,
@@ -41,6 +42,7 @@ __all__ = [
     "mechanisms",
     "models",
     "neural_identify",
+    "AbductionWarning",
     "ConfigError",
     "DataError",
     "DeepSCMError",

@@ -13,6 +13,7 @@ __all__ = [
     "UnsupportedGraphError",
     "ConfigError",
     "DeepSCMWarning",
+    "AbductionWarning",
     "ExtrapolationWarning",
 ]
 
@@ -55,6 +56,11 @@ class ConfigError(DeepSCMError, ValueError):
 
 class DeepSCMWarning(UserWarning):
     """Base class of deepscm's warnings; filter them with ``warnings.filterwarnings``."""
+
+
+class AbductionWarning(DeepSCMWarning):
+    """A fitted mechanism with approximate abduction (e.g. DDIM inversion) reconstructs held-out
+    rows less exactly than its ``abduction_tolerance`` promises."""
 
 
 class ExtrapolationWarning(DeepSCMWarning):
