@@ -144,20 +144,21 @@ class Diffusion(Mechanism):
     #: node (``sin(2·pa) + 0.03·noise``) are 2e-6 to 1.3e-5; plain inversion (``refine=0``)
     #: misses by 0.06–0.08 and would not meet it.
     tabular_abduction_tolerance: ClassVar[float] = 0.01
-    #: image nodes: the same promise, per pixel, for ``inference_steps ≥ 20`` and ``refine ≥ 2``
-    #: (the default ``inference_steps=None`` is all ``T`` levels). The fixed point converges
-    #: more slowly for a U-Net than for the MLP, and the error is a maximum over every pixel of
-    #: every image, so it is larger than a tabular node's and grows as training sharpens the
-    #: ε-network. Measured on held-out Morpho-digits (``benchmarks/digit_class.py --tolerance``,
-    #: ``benchmarks/results/digit_class.tolerance.md``: 16×16, 500–2,000 images, 2–8 epochs):
-    #: largest error 0.0005–0.11 at 20–50 steps with refine 2–4 (largest for the best-trained
-    #: fit, 2,000 images × 8 epochs: 0.11 at 20 steps with refine 2, 0.064 with refine 4),
-    #: 0.02–0.27 at 10 steps with refine 2–4, 0.14–1.6 with plain inversion (``refine=0``). At
-    #: 28×28 with 3,000 images, 8 epochs and 20 steps: 0.084 with refine 4 and 0.17 with refine
-    #: 2 (``digit_class.md``, 50 held-out images), 0.20 (``morpho_diffusion.md``, refine 2) and
-    #: 0.33 (the fit of ``benchmarks/digit_class.py --n-train 3000 --epochs 8 --refine 2``, 300
-    #: validation rows), the largest seen; the tolerance leaves 1.5× room above it. The
-    #: typical pixel is far closer (mean error ≤ 0.013 at ≥ 20 steps with refine ≥ 2).
+    #: image nodes: the same promise, per pixel, for the default grid (all ``T`` levels) and
+    #: for ``inference_steps ≥ 50`` with ``refine ≥ 2``; ``fit`` warns
+    #: (:class:`~deepscm.errors.AbductionWarning`) when a fit misses it. The fixed point
+    #: converges more slowly for a U-Net than for the MLP, the error is a maximum over every
+    #: pixel of every image, and it grows as training sharpens the ε-network, fastest on coarse
+    #: grids. On 28×28 Morpho-digits with the default U-Net (``benchmarks/morpho_diffusion.py``,
+    #: refine 2, the first 100 test images): after 10,000 images × 20 epochs
+    #: (``benchmarks/results/morpho_full/diffusion/morpho_diffusion.md``) the largest error is
+    #: 0.02 at 100 steps, 0.06 at 50 and 2.99 at 20 (3.72 on the fit's 1,000 held-out rows at
+    #: 20 steps); after 3,000 images × 8 epochs (``morpho_diffusion.md``) 0.01 / 0.04 / 0.12.
+    #: Lightly trained 16×16 fits (``benchmarks/digit_class.py --tolerance``,
+    #: ``digit_class.tolerance.md``: 500–2,000 images, 2–8 epochs) stay within it at 10–50
+    #: steps with refine 2–4 (0.0005–0.27); plain inversion (``refine=0``) reaches 1.6. The
+    #: typical pixel is far closer (mean reconstruction error 0.45 of 255 grey levels at 20
+    #: steps after the long fit).
     image_abduction_tolerance: ClassVar[float] = 0.5
 
     @property
