@@ -77,7 +77,7 @@ class DigitClassSettings:
     epochs: int = 10  #: diffusion epochs
     batch_size: int = 128
     lr: float = 2e-3
-    unet: tuple[int, ...] = (8, 16, 32)
+    unet: tuple[int, ...] = (16, 32, 64)  #: Diffusion's default U-Net
     inference_steps: int = 20
     refine: int = 4  #: the default, for which the image round-trip tolerance is stated
     fraction: float = 0.75  #: inversion stops at this fraction of the schedule (Diff-SCM code)
