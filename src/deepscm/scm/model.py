@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -793,13 +794,11 @@ def _reconstruction_error(
 
 
 def _warn_loose_round_trips(errors: Mapping[str, Mapping[str, float]], mechanisms: Mapping[str, Mechanism]) -> None:
-    """An :class:`~deepscm.errors.AbductionWarning` for each node whose measured round trip
-    ``max |f(pa, abduct(x, pa)) − x|`` exceeds its mechanism's ``abduction_tolerance``."""
+    """One :class:`~deepscm.errors.AbductionWarning` naming every node whose measured round
+    trip ``max |f(pa, abduct(x, pa)) − x|`` exceeds its mechanism's ``abduction_tolerance``."""
     loose = {n: e["max"] for n, e in errors.items() if e["max"] > mechanisms[n].abduction_tolerance}
     if not loose:
         return
-    import warnings
-
     nodes = "; ".join(f"{n!r}: {v:.3g} > {mechanisms[n].abduction_tolerance:g}" for n, v in loose.items())
     warnings.warn(
         f"the encode→decode round trip with unchanged parents misses its tolerance ({nodes}; "
