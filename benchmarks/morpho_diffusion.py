@@ -105,7 +105,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=20, help="VAE and HVAE epochs")
     p.add_argument("--diffusion-epochs", type=int, default=20)
     p.add_argument("--unet", type=int, nargs="+", default=None,
-                   help="the U-Net widths (default: Diffusion's own, 16 32 64)")
+                   help="the U-Net widths (default: Diffusion's own)")
     p.add_argument("--inference-steps", type=int, default=20)
     p.add_argument("--refine", type=int, default=2)
     p.add_argument("--cf-draws", type=int, default=8)

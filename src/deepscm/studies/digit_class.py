@@ -31,9 +31,10 @@ gradient, so the published values need not transfer.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,14 @@ __all__ = [
 GRAPH = "t -> i; t -> x; i -> x; digit -> x"
 
 
+def _default_unet() -> tuple[int, ...]:
+    """The U-Net widths ``Diffusion`` uses by default, read from its signature so the study
+    follows the mechanism's default."""
+    from ..mechanisms import Diffusion
+
+    return tuple(inspect.signature(Diffusion).parameters["unet_channels"].default)
+
+
 @dataclass
 class DigitClassSettings:
     """Sizes and training settings (defaults: the full study, ≤ 40 min on 2 CPU cores)."""
@@ -77,7 +86,7 @@ class DigitClassSettings:
     epochs: int = 10  #: diffusion epochs
     batch_size: int = 128
     lr: float = 2e-3
-    unet: tuple[int, ...] = (16, 32, 64)  #: Diffusion's default U-Net
+    unet: tuple[int, ...] = field(default_factory=_default_unet)  #: Diffusion's own default
     inference_steps: int = 20
     refine: int = 4  #: the default, for which the image round-trip tolerance is stated
     fraction: float = 0.75  #: inversion stops at this fraction of the schedule (Diff-SCM code)
