@@ -233,3 +233,21 @@ def test_plateau_decays_then_stops():
     assert constant.rate("t") == 1.0
     with pytest.raises(ConfigError, match="lr_decay"):
         Plateau(patience=3, min_delta=0.0, decay=0.0)
+
+
+def test_plateau_factor_and_constant_rate_terms():
+    """A term's factor multiplies its patience and decay interval; a term whose optimisers the
+    loop does not own keeps its rate and stops after its patience only — three separate
+    plateaus of ``patience // 4`` epochs are not three decays (before the fix such a term
+    stopped at its fourth short plateau, its rate never lowered)."""
+    from deepscm.training import Plateau
+
+    slow = Plateau(patience=4, min_delta=1e-4, decay=0.5, factors={"t": 3})
+    outcomes = [slow.update("t", v) for v in [1.0] + [1.0] * 12]
+    assert outcomes[3] == "decayed" and outcomes[6] == "decayed" and outcomes[9] == "decayed"
+    assert outcomes.index("stopped") == 12 and outcomes[1:3] == ["waiting"] * 2
+    own = Plateau(patience=8, min_delta=1e-4, decay=0.5, constant=["t"])
+    bumpy = [1.0, 1.0, 1.0, 0.9, 0.9, 0.9, 0.8, 0.8, 0.8, 0.7, 0.7, 0.7, 0.6]
+    assert "stopped" not in [own.update("t", v) for v in bumpy]
+    assert own.rate("t") == 1.0
+    assert [own.update("t", 0.6) for _ in range(8)][-1] == "stopped"

@@ -69,12 +69,14 @@ class Term:
         score: ``score(rows)`` → held-out score to minimise (called without gradients).
         loss: ``loss(rows)`` → differentiable mean loss, for the shared default step.
         step: ``step(rows)`` → one optimisation step of the term's own, returning its loss.
+        patience_factor: the term's patience and decay interval in multiples of the fit's.
     """
 
     module: nn.Module
     score: Callable[[torch.Tensor], torch.Tensor]
     loss: Callable[[torch.Tensor], torch.Tensor] | None = None
     step: Callable[[torch.Tensor], torch.Tensor] | None = None
+    patience_factor: int = 1
 
     def __post_init__(self) -> None:
         if (self.loss is None) == (self.step is None):
@@ -91,12 +93,19 @@ class Plateau:
     or at the first plateau after its last decay. ``decay = 1`` keeps the rate constant and
     stops after ``patience`` epochs only. A smaller step after a plateau lets a stochastic
     optimiser settle instead of bouncing around the minimum, and a settled term stops sooner.
+
+    Per term, ``factors`` multiplies both intervals (default 1; :attr:`Term.patience_factor`),
+    and a term in ``constant`` keeps its rate (a term with its own step, whose optimisers the
+    loop does not own): it stops after its patience only, not at plateaus after decays that
+    never happened.
     """
 
-    def __init__(self, patience: int, min_delta: float, decay: float) -> None:
+    def __init__(self, patience: int, min_delta: float, decay: float,
+                 factors: Mapping[object, int] | None = None, constant: Iterable[object] = ()) -> None:
         if not (isinstance(decay, (int, float)) and 0 < decay <= 1):
             raise ConfigError(f"lr_decay must be in (0, 1], got {decay!r}")
         self.patience, self.min_delta, self.decay = patience, min_delta, float(decay)
+        self.factors, self.constant = dict(factors or {}), set(constant)
         self.every = max(1, patience // 4)
         self.best: dict = {}
         self.waited: dict = {}
@@ -109,9 +118,10 @@ class Plateau:
             self.best[key], self.waited[key] = value, 0
             return "improved"
         waited = self.waited[key] = self.waited.get(key, 0) + 1
-        if waited >= self.patience:
+        factor = self.factors.get(key, 1)
+        if waited >= self.patience * factor:
             return "stopped"
-        if self.decay == 1 or waited % self.every:
+        if self.decay == 1 or key in self.constant or waited % (self.every * factor):
             return "waiting"
         if self.decays.get(key, 0) >= MAX_LR_DECAYS:
             return "stopped"
@@ -188,7 +198,8 @@ def train(
     their final weights.
     """
     check_options(epochs, batch_size, lr)
-    schedule = Plateau(patience, min_delta, lr_decay)
+    schedule = Plateau(patience, min_delta, lr_decay, {n: t.patience_factor for n, t in terms.items()},
+                       constant=[n for n, t in terms.items() if t.step is not None])
     names = [n for n, t in terms.items() if any(p.requires_grad for p in t.module.parameters())]
     history = TrainingHistory(train_loss={n: [] for n in names}, val_loss={n: [] for n in names})
     if not names:

@@ -92,6 +92,9 @@ class Mechanism(nn.Module, ABC):
     #: for ``"approximate"`` abduction: the largest ``|f(pa, abduct(x, pa)) − x|`` (internal,
     #: standardised units) the mechanism promises on data like its training data.
     abduction_tolerance: ClassVar[float] = 0.0
+    #: the node's early-stopping patience and rate-decay interval, in multiples of the fit's
+    #: (:class:`deepscm.training.Plateau`): > 1 for a held-out score that improves slowly.
+    patience_factor: ClassVar[int] = 1
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__()

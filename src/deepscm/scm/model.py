@@ -873,7 +873,8 @@ def _term(mech: Mechanism, x: torch.Tensor, ctx: torch.Tensor, lr: float, genera
     if mech.uses_default_step:
         return Term(mech, score=score, loss=lambda r: mech.loss(x[r], ctx[r]))
     optimizers = mech.configure_optimizers(lr)
-    return Term(mech, score=score, step=lambda r: mech.training_step(x[r], ctx[r], optimizers, generator))
+    return Term(mech, score=score, step=lambda r: mech.training_step(x[r], ctx[r], optimizers, generator),
+                patience_factor=mech.patience_factor)
 
 
 def _rebuild_mechanism(
