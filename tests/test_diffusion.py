@@ -255,20 +255,34 @@ def test_aliases_and_hyper_parameters():
     assert mech.hparams == {"steps": 100, "beta_start": 1e-4, "beta_end": 0.1,
                                 "hidden_features": [64, 128], "time_frequencies": 4,
                                 "inference_steps": None, "refine": 4, "ema_decay": 0.995,
-                                "unet_channels": [16, 32, 64]}
+                                "unet_channels": [16, 32, 64], "max_batch_size": 128}
     assert mech.abduction == "approximate" and mech.likelihood == "none"
     assert mech.handles == frozenset({"continuous", "image"})
     bad = [{"steps": 0}, {"beta_start": 0.0}, {"beta_end": 1.0}, {"beta_start": 0.2},
            {"inference_steps": 0}, {"inference_steps": 101}, {"refine": -1},
            {"refine": 1.5}, {"time_frequencies": -2}, {"hidden_features": [0]},
            {"ema_decay": 1.0}, {"ema_decay": -0.1}, {"unet_channels": []},
-           {"unet_channels": [8, 0]}]
+           {"unet_channels": [8, 0]}, {"max_batch_size": 0}, {"max_batch_size": 2.5}]
     for kwargs in bad:
         with pytest.raises(ConfigError):
             Diffusion(**kwargs)
     fewer = Diffusion(inference_steps=10)
     fewer.build(MechanismSpec(1, 0))
     assert fewer.grid() == list(range(0, 101, 10))
+
+
+def test_a_large_mini_batch_is_trained_in_slices():
+    """``max_batch_size=m``: one Adam step (and one average update) per ``m`` rows of a fit
+    mini-batch; ``None`` takes one step for the whole batch."""
+    x, ctx = torch.randn(300, 1), torch.randn(300, 1)
+    for size, steps in ((128, 3), (None, 1), (300, 1)):
+        mech = Diffusion(max_batch_size=size)
+        mech.build(MechanismSpec(1, 1))
+        (opt,) = mech.configure_optimizers(1e-3)
+        mech.train()
+        mech.training_step(x, ctx, [opt], torch.Generator().manual_seed(0))
+        assert int(mech.ema_updates) == steps
+        assert opt.state[next(mech.eps_net.parameters())]["step"] == steps
 
 
 def test_ema_weights_are_used_outside_training_and_saved(tmp_path):
