@@ -31,6 +31,10 @@ counterfactual MSE <= gcm's (<= 0.5x gcm's on the non-additive ones), interventi
 default fit time <= gcm's; and seed 001's worked example (``textbook``: 4,000 rows,
 ``DeepSCM(graph).fit(df, epochs=30, seed=0)``, observe (2, 4), do(x1 = 5)) at 13 +- 0.15.
 
+Targets of issue 12, printed when ``diffusion`` runs beside ``flow`` and ``gcm``: the
+diffusion's CF MSE and Int MMD <= gcm's on every non-additive SCM and <= 1.5x the flow's on
+the additive ones (means over seeds).
+
 Everything runs in one process on one thread (torch, OpenMP/BLAS and DoWhy's joblib), so
 timings compare like with like on a shared machine.
 
@@ -41,6 +45,10 @@ Usage:
     python benchmarks/scm_suite.py --scms all      # every continuous SCM of the suite
     python benchmarks/scm_suite.py --scms identifiable --seeds 1 --models default,flow,gcm \
         --no-scaling --out benchmarks/results/scm_suite_default.json   # issue 11's targets
+    python benchmarks/scm_suite.py --scms headline --seeds 3 --models flow,diffusion,gcm \
+        --no-scaling --out benchmarks/results/scm_suite_diffusion.json  # issue 12's targets
+    python benchmarks/scm_suite.py --render saved.json --out benchmarks/results/x.json
+        # recompute a saved run's summary, targets and tables without running anything
 """
 
 from __future__ import annotations
@@ -150,6 +158,8 @@ NOT_IDENTIFIABLE: dict[str, str] = {
 DCM_NONADDITIVE = [n for n in NOT_IDENTIFIABLE if n.startswith("dcm_")]
 #: issue 11's CF bound on non-additive identifiable SCMs, as a multiple of gcm's CF MSE.
 NONADDITIVE_CF_FACTOR = 0.5
+#: issue 12: on the additive SCMs the diffusion's CF MSE and Int MMD within this factor of the flow's.
+DIFFUSION_FLOW_FACTOR = 1.5
 
 N_TRAIN = 5000
 N_QUANTILE = 5000
@@ -460,15 +470,15 @@ def summarise(raw: dict, models: list[str]) -> dict:
 
 
 def _check(name: str, key: str, label: str, model: str, value: float, bound: float,
-           peer_value: float) -> dict:
+           peer_value: float, peer: str = "gcm") -> dict:
     ok = bool(np.isfinite(value) and np.isfinite(bound) and value <= bound)
     return {"scm": name, "target": key, "label": label, "model": model, "value": value,
-            "gcm": peer_value, "bound": bound, "pass": ok,
+            "gcm": peer_value, "peer": peer, "bound": bound, "pass": ok,
             "ratio": value / peer_value if peer_value else float("inf")}
 
 
-def _both_ran(row: dict, model: str) -> tuple[dict, dict] | None:
-    mine, peer = row["models"].get(model), row["models"].get("gcm")
+def _both_ran(row: dict, model: str, reference: str = "gcm") -> tuple[dict, dict] | None:
+    mine, peer = row["models"].get(model), row["models"].get(reference)
     if not mine or not peer or not mine["n_seeds"] or not peer["n_seeds"]:
         return None
     return mine, peer
@@ -518,6 +528,25 @@ def evaluate_flow_targets(summary: dict) -> list[dict]:
             _check(name, "fit_time", "flow fit time <= 3x gcm assignment+fit", "flow",
                    flow["fit_s"]["mean"], 3.0 * g_fit, g_fit),
         ]
+    return out
+
+
+def evaluate_diffusion_targets(summary: dict) -> list[dict]:
+    """Issue 12's targets of ``diffusion``, on the means over seeds: CF MSE and Int MMD <= gcm's
+    on every non-additive SCM, and <= 1.5x the flow's on the additive ones."""
+    out = []
+    for name, row in summary.items():
+        peer = "gcm" if not row["additive"] else "flow"
+        pair = _both_ran(row, "diffusion", peer)
+        if pair is None:
+            continue
+        mine, ref = pair
+        factor = 1.0 if peer == "gcm" else DIFFUSION_FLOW_FACTOR
+        kind = "additive" if row["additive"] else "non-additive"
+        for key, what in (("cf_mse", "CF MSE"), ("int_mmd", "Int MMD")):
+            out.append(_check(name, key, f"diffusion {what} <= {factor:g}x {peer} ({kind})",
+                              "diffusion", mine[key]["mean"], factor * ref[key]["mean"],
+                              ref[key]["mean"], peer=peer))
     return out
 
 
@@ -640,7 +669,8 @@ def _target_lines(targets: list[dict], title: str, detail: bool = True) -> list[
     if detail:
         for t in targets:
             lines.append(f"{'PASS' if t['pass'] else 'MISS'}  {t['scm']:<36} {t['label']:<44} "
-                         f"{t['value']:.2f} vs bound {t['bound']:.2f} (gcm {t['gcm']:.2f}, "
+                         f"{t['value']:.2f} vs bound {t['bound']:.2f} "
+                         f"({t.get('peer', 'gcm')} {t['gcm']:.2f}, "
                          f"ratio {t['ratio']:.2f}"
                          + (f", floor {t['floor']:.2f})" if "floor" in t else ")"))
         lines.append("")
@@ -685,7 +715,8 @@ def textbook_lines(tb: dict) -> list[str]:
 
 
 def tables(summary: dict, models: list[str], targets: list[dict], scaling: dict | None,
-           flow_targets: list[dict] | None = None, textbook: dict | None = None) -> str:
+           flow_targets: list[dict] | None = None, textbook: dict | None = None,
+           diffusion_targets: list[dict] | None = None) -> str:
     lines: list[str] = []
     names = list(summary)
     metric_titles = {
@@ -747,6 +778,9 @@ def tables(summary: dict, models: list[str], targets: list[dict], scaling: dict 
     if targets:
         lines += _target_lines(targets, "Targets (issue 11): default vs gcm on the identifiable "
                                         "SCMs, means over seeds")
+    if diffusion_targets:
+        lines += _target_lines(diffusion_targets, "Targets (issue 12): diffusion vs gcm on the "
+                                                  "non-additive SCMs, vs the flow on the rest")
     if flow_targets:
         lines += _target_lines(flow_targets, "Older targets (issue 2): flow vs gcm, every SCM",
                                detail=False)
@@ -815,11 +849,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling section")
     parser.add_argument("--no-textbook", action="store_true",
                         help="skip seed 001's worked example (textbook SCM, defaults)")
+    parser.add_argument("--render", default=None, metavar="JSON",
+                        help="run nothing: recompute the summary, targets and tables of a saved "
+                             "run's raw results and write them to --out (default: in place)")
     parser.add_argument("--out", default=None,
                         help=f"JSON output (default {DEFAULT_OUT.relative_to(ROOT.parent)}; "
                              "--quick: results/scm_suite_quick.json); "
                              "a .md table is written beside it")
     args = parser.parse_args(argv)
+    if args.render:
+        return render(Path(args.render), Path(args.out) if args.out else Path(args.render))
 
     spec = args.models or ",".join(QUICK_MODELS if args.quick else MODELS)
     models = [m.strip() for m in spec.split(",") if m.strip()]
@@ -858,6 +897,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(study["raw"], models)
     targets = evaluate_targets(summary)
     flow_targets = evaluate_flow_targets(summary)
+    diffusion_targets = evaluate_diffusion_targets(summary)
     scaling = None
     if not args.no_scaling:
         try:
@@ -872,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:  # pragma: no cover
         pass
 
-    text = tables(summary, models, targets, scaling, flow_targets, textbook)
+    text = tables(summary, models, targets, scaling, flow_targets, textbook, diffusion_targets)
     log("\n" + text)
     log(f"total runtime {total / 60:.1f} min")
     config = {
@@ -904,17 +944,42 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "config": config, "machine": info, "runtime_s": total,
         "summary": summary, "targets": targets, "flow_targets": flow_targets,
-        "textbook": textbook, "identifiable": IDENTIFIABLE, "not_identifiable": NOT_IDENTIFIABLE,
+        "diffusion_targets": diffusion_targets, "textbook": textbook, "identifiable": IDENTIFIABLE, "not_identifiable": NOT_IDENTIFIABLE,
         "scaling": scaling,
         "skipped": study["skipped"], "raw": study["raw"],
     }
+    write(result, text, out)
+    return 0
+
+
+def write(result: dict, text: str, out: Path, note: str = "") -> None:
+    """``out`` (JSON) and the markdown tables beside it, headed by the run's command."""
+    config, info = result["config"], result["machine"]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(to_jsonable(result), indent=1) + "\n")
     md = out.with_suffix(".md")
     md.write_text(f"# deepscm SCM benchmark\n\n`{config['command']}` — {info['date']}, "
                   f"{info['cpu_count']} CPUs, torch {info['torch']}, dowhy {info.get('dowhy')}, "
-                  f"seeds {seeds}, total {total / 60:.1f} min\n\n{text}\n")
+                  f"seeds {config['seeds']}, total {result['runtime_s'] / 60:.1f} min{note}"
+                  f"\n\n{text}\n")
     log(f"wrote {out} and {md}")
+
+
+def render(source: Path, out: Path) -> int:
+    """Recompute a saved run's summary, targets and tables from its raw results (``--render``):
+    for a run written elsewhere and copied here, or one saved before a target was added."""
+    result = json.loads(source.read_text())
+    models, raw = result["config"]["models"], result["raw"]
+    summary = summarise(raw, models)
+    result.update(summary=summary, targets=evaluate_targets(summary),
+                  flow_targets=evaluate_flow_targets(summary),
+                  diffusion_targets=evaluate_diffusion_targets(summary))
+    scaling = result.get("scaling")
+    text = tables(summary, models, result["targets"], scaling, result["flow_targets"],
+                  result.get("textbook"), result["diffusion_targets"])
+    note = "" if out == source else (f"; written to `{source}`, re-rendered as "
+                                     f"`{out.with_suffix('')}.{{json,md}}` by `--render`")
+    write(result, text, out, note)
     return 0
 
 
