@@ -31,7 +31,7 @@ from deepscm import bank  # noqa: E402
 from deepscm.mechanisms import ConditionalFlow  # noqa: E402
 from deepscm.mechanisms.base import MechanismSpec  # noqa: E402
 from deepscm.studies.report import write_json  # noqa: E402
-from machine import machine_info  # noqa: E402
+from machine import machine_info, report_header  # noqa: E402
 
 NODES = (2, 4, 8)
 ROWS, ROUNDS, STEPS = 512, 8, 200
@@ -100,9 +100,8 @@ def main() -> int:
     write_json(results / "bank_tanh.json", out)
     lines = [
         "# Flow bank: tanh layers as 2·sigmoid(2x) − 1 against torch.tanh", "",
-        "Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bank_tanh.py`  ",
-        f"Date: {out['machine']['date']}; torch {out['machine']['torch']}; 1 thread; run time "
-        f"{out['runtime_s']:.0f} s; load average at the start {out['machine'].get('load_average_start')}.", "",
+        *report_header("OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bank_tanh.py", out["machine"],
+                       out["runtime_s"], versions=("torch",)), "",
         f"Kernels on {kern['shape']}: `torch.tanh` {kern['torch_tanh_us']:.0f} µs, the bank's "
         f"{kern['bank_tanh_us']:.0f} µs; largest difference {kern['max_abs_difference']:.1e}.", "",
         f"Bank step (forward and backward of `FlowBank.nll`, {ROWS} rows; medians of {ROUNDS} interleaved "

@@ -26,7 +26,7 @@ import deepscm as ds  # noqa: E402
 from deepscm.datasets import load_scm  # noqa: E402
 from deepscm.mechanisms import BoostedAdditive  # noqa: E402
 from deepscm.studies.report import write_json  # noqa: E402
-from machine import machine_info  # noqa: E402
+from machine import machine_info, report_header  # noqa: E402
 
 SCMS = [
     "vaca_triangle_nonadditive", "basic_collider_nonadditive", "dcm_triangle_nonlinear",
@@ -81,9 +81,8 @@ def main() -> int:
     write_json(results / "boosted_early_stopping.json", out)
     lines = [
         "# Boosted-trees candidate: scikit-learn's early stopping against all 100 trees", "",
-        "Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/boosted_early_stopping.py`  ",
-        f"Date: {out['machine']['date']}; 1 thread; run time {out['runtime_s']:.0f} s; load average at the start "
-        f"{out['machine'].get('load_average_start')}.", "",
+        *report_header("OMP_NUM_THREADS=1 .venv/bin/python benchmarks/boosted_early_stopping.py",
+                       out["machine"], out["runtime_s"]), "",
         f"`DeepSCM(graph, mechanisms=BoostedAdditive(...))` on {ROWS:,} rows (seed 0) of each SCM; held-out NLL "
         "per node in standardised units (lower is better); seconds: the trees' fits per SCM.", "",
         "| SCM | node | trees (early stopping) | NLL (early stopping) | NLL (100 trees) |",

@@ -14,7 +14,7 @@ import torch
 
 import deepscm as ds
 
-__all__ = ["machine_info"]
+__all__ = ["machine_info", "report_header"]
 
 
 def machine_info(*distributions: str) -> dict[str, Any]:
@@ -41,3 +41,15 @@ def machine_info(*distributions: str) -> dict[str, Any]:
     except OSError:  # not available on every platform
         pass
     return info
+
+
+def report_header(command: str, machine: dict[str, Any], runtime_s: float, threads: int = 1,
+                  versions: tuple[str, ...] = ()) -> list[str]:
+    """The two lines under a results file's title: the command that made it, then the date,
+    the ``versions`` named (keys of ``machine``, e.g. ``"torch"``), the thread count, the run
+    time and the load average at the start (:func:`machine_info`), as markdown lines."""
+    facts = [f"Date: {machine['date']}"]
+    facts += [f"{name} {machine.get(name)}" for name in versions]
+    facts += [f"{threads} thread{'s' if threads != 1 else ''}", f"run time {runtime_s:.0f} s",
+              f"load average at the start {machine.get('load_average_start')}"]
+    return [f"Command: `{command}`  ", "; ".join(facts) + "."]
