@@ -365,7 +365,7 @@ def train_bank(
     params = list(full.parameters())
     optimiser = _MaskedAdam(params, lr, weight_decay, max_grad_norm)
     active = torch.ones(n_nodes, dtype=torch.bool, device=ref.device)
-    schedule = Plateau(patience, min_delta, lr_decay)
+    schedule = Plateau(patience, min_delta, lr_decay, {i: m.patience_factor for i, m in enumerate(mechs)})
     best_state = [p.detach().clone() for p in params]
     rates = torch.ones(n_nodes, device=ref.device)  # × lr, per node
     start: list[float] | None = None
