@@ -67,6 +67,7 @@ bench-validation: install
 bench-ncm: install
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ncm.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ncm_continuous.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/gan_root_collapse.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ncm_counterfactual.py
 
 bench-debias: install
