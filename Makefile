@@ -39,6 +39,7 @@ bench: bench-scm bench-speed bench-morpho bench-effects bench-validation bench-n
 bench-scm: install
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/scm_suite.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/diffusion_steps.py
 
 # Sampling and fit speed, fit scaling to 1M rows, the 2-process data-parallel speed-up.
 bench-speed: install

@@ -134,12 +134,13 @@ class Diffusion(Mechanism):
     Cost: sampling takes ``S`` ε-network calls per node, abduction ``S·(1 + refine)``
     (``S = inference_steps or T``). Fewer steps are faster; the round trip stays within
     :attr:`abduction_tolerance` down to ``inference_steps=10`` (measured 4e-3) but not at 5
-    (0.08), and the sampled conditionals narrow as ``S`` falls. Measured on
-    ``x2 := x1 + softplus(x1)·u`` (2,000 rows, all defaults, 2 shared CPU cores; the sd of
-    ``x2 | do(x1 := 1)`` is 1.313): S = 100 / 50 / 20 / 10 / 5 took 1.30 / 0.93 / 0.39 / 0.19
-    / 0.11 s for 3 × 1,000 counterfactuals, with mean |cf − truth| 0.127 / 0.124 / 0.117 /
-    0.103 / 0.082, round-trip max 4e-6 / 6e-6 / 2e-4 / 4e-3 / 0.08 and sampled sd 1.17 /
-    1.15 / 1.11 / 1.05 / 0.91 — coarser grids trade distributional accuracy for speed.
+    (0.14), and the sampled conditionals narrow as ``S`` falls. Measured by
+    ``benchmarks/diffusion_steps.py`` on ``x2 := x1 + softplus(x1)·u`` (2,000 rows, all
+    defaults, one thread; the sd of ``x2 | do(x1 := 1)`` is 1.313): S = 100 / 50 / 20 / 10 / 5
+    took 0.87 / 0.44 / 0.17 / 0.11 / 0.05 s for 3 × 1,000 counterfactuals, with mean
+    |cf − truth| 0.132 / 0.129 / 0.121 / 0.104 / 0.073, round-trip max 4e-6 / 4e-6 / 2e-4 /
+    4e-3 / 0.14 and sampled sd 1.18 / 1.17 / 1.13 / 1.07 / 0.94 — coarser grids trade
+    distributional accuracy for speed.
     """
 
     abduction = "approximate"
