@@ -871,7 +871,8 @@ def _term(mech: Mechanism, x: torch.Tensor, ctx: torch.Tensor, lr: float, genera
     """The training term of one node: the shared NLL step, or the mechanism's own step."""
     score = lambda r: mech.validation_score(x[r], ctx[r])  # noqa: E731
     if mech.uses_default_step:
-        return Term(mech, score=score, loss=lambda r: mech.loss(x[r], ctx[r]))
+        return Term(mech, score=score, loss=lambda r: mech.loss(x[r], ctx[r]),
+                    patience_factor=mech.patience_factor)
     optimizers = mech.configure_optimizers(lr)
     return Term(mech, score=score, step=lambda r: mech.training_step(x[r], ctx[r], optimizers, generator),
                 patience_factor=mech.patience_factor)
