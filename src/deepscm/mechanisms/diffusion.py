@@ -370,13 +370,15 @@ class Diffusion(Mechanism):
         generator: torch.Generator,
     ) -> torch.Tensor:
         """Adam steps on the denoising loss (DCM Algorithm 1, clean parents): one per slice of
-        at most ``max_batch_size`` rows of the fit's mini-batch; returns the last one's loss."""
+        at most ``max_batch_size`` rows of the fit's mini-batch; returns the row-weighted mean
+        of the slices' losses (the mini-batch's loss, as one step would report it)."""
         (opt,) = optimizers
         size = self.hparams["max_batch_size"] or len(x)
+        total = torch.zeros((), device=x.device)
         for xs, cs in zip(x.split(size), context.split(size)):
-            loss = self.optimise(opt, self.denoising_loss(xs, cs, generator))
+            total = total + len(xs) * self.optimise(opt, self.denoising_loss(xs, cs, generator))
             self._update_average()
-        return loss
+        return total / len(x)
 
     def _update_average(self) -> None:
         """``w̄ ← d_n·w̄ + (1−d_n)·w`` (``ema_decay``; nothing when it is 0)."""
