@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 import deepscm as ds  # noqa: E402
+from deepscm.datasets.base import softplus  # noqa: E402
 from deepscm.io import to_jsonable  # noqa: E402
 from deepscm.mechanisms import AdditiveNoise, Diffusion  # noqa: E402
 from deepscm.scm import engine  # noqa: E402
@@ -36,10 +37,6 @@ from machine import machine_info, report_header  # noqa: E402
 
 torch.set_num_threads(1)
 VALUES = (-1.0, 0.0, 1.0)
-
-
-def softplus(v: np.ndarray | float) -> np.ndarray | float:
-    return np.logaddexp(0.0, v)
 
 
 def monotone(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:

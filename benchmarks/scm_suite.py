@@ -473,7 +473,7 @@ def _check(name: str, key: str, label: str, model: str, value: float, bound: flo
            peer_value: float, peer: str = "gcm") -> dict:
     ok = bool(np.isfinite(value) and np.isfinite(bound) and value <= bound)
     return {"scm": name, "target": key, "label": label, "model": model, "value": value,
-            "gcm": peer_value, "peer": peer, "bound": bound, "pass": ok,
+            peer: peer_value, "peer": peer, "bound": bound, "pass": ok,
             "ratio": value / peer_value if peer_value else float("inf")}
 
 
@@ -670,7 +670,7 @@ def _target_lines(targets: list[dict], title: str, detail: bool = True) -> list[
         for t in targets:
             lines.append(f"{'PASS' if t['pass'] else 'MISS'}  {t['scm']:<36} {t['label']:<44} "
                          f"{t['value']:.2f} vs bound {t['bound']:.2f} "
-                         f"({t.get('peer', 'gcm')} {t['gcm']:.2f}, "
+                         f"({t.get('peer', 'gcm')} {t[t.get('peer', 'gcm')]:.2f}, "
                          f"ratio {t['ratio']:.2f}"
                          + (f", floor {t['floor']:.2f})" if "floor" in t else ")"))
         lines.append("")
@@ -944,7 +944,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "config": config, "machine": info, "runtime_s": total,
         "summary": summary, "targets": targets, "flow_targets": flow_targets,
-        "diffusion_targets": diffusion_targets, "textbook": textbook, "identifiable": IDENTIFIABLE, "not_identifiable": NOT_IDENTIFIABLE,
+        "diffusion_targets": diffusion_targets, "textbook": textbook,
+        "identifiable": IDENTIFIABLE, "not_identifiable": NOT_IDENTIFIABLE,
         "scaling": scaling,
         "skipped": study["skipped"], "raw": study["raw"],
     }
