@@ -34,6 +34,31 @@ def test_gumbel_posterior_reproduces_the_observed_category_and_matches_the_prior
     assert abs(noise.std().item() - 1.2825) < 0.05
 
 
+def test_a_categorical_root_is_fitted_in_closed_form_to_its_smoothed_frequencies():
+    """A root's logits are ``log((c_k + 1/2) / (n + K/2))`` of its training counts: no weight
+    is trained (the fit skips it), and a category the rows miss keeps a finite likelihood."""
+    import deepscm as ds
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    arm = rng.choice(["a", "b", "c"], p=[0.6, 0.3, 0.1], size=2000)
+    df = pd.DataFrame({"arm": arm, "y": (arm == "b") + 0.5 * rng.normal(size=2000)})
+    scm = ds.DeepSCM("arm -> y", mechanisms={"y": "linear"}).fit(df, seed=0, progress=False)
+    mech = scm.mechanisms["arm"]
+    assert isinstance(mech, Categorical) and not any(p.requires_grad for p in mech.parameters())
+    assert "arm" not in scm.history.train_loss  # nothing trained by gradient
+    labels = list(scm.schema["arm"].categories)
+    counts = np.array([(arm == c).sum() for c in labels])  # all rows: a chosen closed form refits
+    expected = np.log((counts + 0.5) / (counts.sum() + 1.5))
+    assert np.allclose(mech.root_logits.numpy(), expected, atol=1e-6)
+    sampled = scm.sample(20_000, seed=1)["arm"].value_counts(normalize=True)
+    assert abs(sampled["a"] - 0.6) < 0.015 and abs(sampled["c"] - 0.1) < 0.01
+    missing = Categorical()
+    missing.build(MechanismSpec(1, 0, n_categories=3))
+    missing.after_fit(torch.tensor([0.0, 0.0, 1.0]), torch.zeros(3, 0))
+    assert torch.isfinite(missing.log_prob(torch.tensor([2.0]), torch.zeros(1, 0))).all()
+
+
 def test_additive_noise_residuals_and_abduction():
     g = torch.Generator().manual_seed(0)
     mech = AdditiveNoise(hidden_features=(8,))

@@ -6,6 +6,11 @@ its posterior given that category ``x`` won (Oberst & Sontag 2019, §3; top-down
 Maddison et al. 2014): the maximum ``T = max_k (l_k + g_k) ~ Gumbel(logsumexp l) = Gumbel(0)``
 is attained at ``x``; every other ``l_k + g_k`` is a Gumbel(``l_k``) truncated below ``T``,
 drawn as ``-log(exp(-T) + exp(-G_k))`` with ``G_k ~ Gumbel(l_k)``.
+
+A root node's ``p(x)`` is fitted in closed form (no gradient steps): its logits are the
+log-frequencies of the training rows, each count smoothed by half an observation
+(Krichevsky–Trofimov), ``l_k = log((c_k + ½) / (n + K/2))``, so a category that the training
+split happens to miss keeps a finite likelihood.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ class Categorical(Mechanism):
     """A categorical ``p(x | pa)`` with MLP logits, sampled and abducted by Gumbel-max.
 
     Args:
-        hidden_features: MLP widths (ignored for a root node, which learns plain logits).
+        hidden_features: MLP widths (ignored for a root node, whose logits are its smoothed
+            log-frequencies, fitted in closed form).
     """
 
     abduction = "posterior"
@@ -46,7 +52,16 @@ class Categorical(Mechanism):
         if spec.context_dim:
             self.net = mlp(spec.context_dim, k, self.hparams["hidden_features"])
         else:
-            self.root_logits = nn.Parameter(torch.zeros(k))
+            self.register_buffer("root_logits", torch.zeros(k))
+
+    def after_fit(self, x: torch.Tensor, context: torch.Tensor) -> None:
+        """A root's closed-form fit: ``l_k = log((c_k + ½) / (n + K/2))`` from the category
+        counts ``c_k`` of the ``n`` training rows (a node with parents keeps its trained MLP)."""
+        if self.spec.context_dim:
+            return
+        k = self.spec.n_categories
+        counts = torch.bincount(x.detach().long().reshape(-1), minlength=k).to(self.root_logits)
+        self.root_logits = torch.log((counts + 0.5) / (counts.sum() + 0.5 * k))
 
     def logits(self, context: torch.Tensor) -> torch.Tensor:
         """Normalised log-probabilities ``l(pa)``, shape ``(n, K)``."""
