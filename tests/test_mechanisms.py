@@ -1,9 +1,11 @@
 """Mechanisms in isolation: inversion, noise priors and Gumbel-max posteriors."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+import deepscm as ds
 from deepscm.errors import ConfigError
 from deepscm.mechanisms import AdditiveNoise, Categorical, ConditionalFlow, LinearGaussian, MechanismSpec
 
@@ -37,9 +39,6 @@ def test_gumbel_posterior_reproduces_the_observed_category_and_matches_the_prior
 def test_a_categorical_root_is_fitted_in_closed_form_to_its_smoothed_frequencies():
     """A root's logits are ``log((c_k + 1/2) / (n + K/2))`` of its training counts: no weight
     is trained (the fit skips it), and a category the rows miss keeps a finite likelihood."""
-    import deepscm as ds
-    import pandas as pd
-
     rng = np.random.default_rng(0)
     arm = rng.choice(["a", "b", "c"], p=[0.6, 0.3, 0.1], size=2000)
     df = pd.DataFrame({"arm": arm, "y": (arm == "b") + 0.5 * rng.normal(size=2000)})
