@@ -254,25 +254,30 @@ class FlowBank(nn.Module):
 
 
 class _MaskedAdam:
-    """One Adam over the stacked weights (``torch.optim.Adam``'s update, multi-tensor), with
-    per-node gradient clipping and a per-node update mask."""
+    """One Adam over the stacked weights (``torch.optim.Adam``'s update), with per-node
+    gradient clipping and a per-node update mask.
+
+    The moments are kept flat, ``[N, P]`` with ``P`` the weights per node, and every step
+    concatenates the gradients into that layout once: the clipping norm is then one reduction
+    and each moment update one operation for all weights, where a list of tensors costs one
+    operation per weight (``torch._foreach_*`` runs tensor by tensor on CPU). Adam is
+    element-wise, so the layout changes no update."""
 
     def __init__(self, params: list[nn.Parameter], lr: float, weight_decay: float, max_grad_norm: float) -> None:
         self.params, self.lr, self.wd, self.max_norm = params, lr, weight_decay, max_grad_norm
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
+        self.sizes = [p[0].numel() for p in params]
+        ref = params[0]
+        self.m = torch.zeros(ref.shape[0], sum(self.sizes), dtype=ref.dtype, device=ref.device)
+        self.v = torch.zeros_like(self.m)
         self.t = 0
         self.rates: torch.Tensor | None = None  # per node, × lr (0: frozen); None: all 1
-        self.masks: list[torch.Tensor] | None = None  # ``rates`` shaped per weight
 
     def select(self, params: list[nn.Parameter], keep: torch.Tensor) -> _MaskedAdam:
         """This optimiser's state for the nodes at positions ``keep``, stepping ``params``
         (their weights in a :meth:`FlowBank.select` bank); Adam's update is element-wise and
         the clipping per node, so the kept nodes' updates are unchanged."""
         out = _MaskedAdam(params, self.lr, self.wd, self.max_norm)
-        out.m = [m[keep].clone() for m in self.m]
-        out.v = [v[keep].clone() for v in self.v]
-        out.t = self.t
+        out.m, out.v, out.t = self.m[keep].clone(), self.v[keep].clone(), self.t
         if self.rates is not None:
             out.scale(self.rates[keep])
         return out
@@ -280,32 +285,30 @@ class _MaskedAdam:
     def scale(self, rates: torch.Tensor) -> None:
         """Step node ``i`` with learning rate ``rates[i] · lr`` from now on (``[N]``; 0 freezes
         a node, as a compiled bank does with the nodes that stopped)."""
-        if bool((rates == 1).all()):
-            self.rates = self.masks = None
-            return
-        self.rates = rates.clone()
-        self.masks = [rates.to(p.dtype).reshape(-1, *[1] * (p.dim() - 1)) for p in self.params]
+        self.rates = None if bool((rates == 1).all()) else rates.to(self.m.dtype).reshape(-1, 1)
+
+    def _per_weight(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """``flat`` ``[N, P]`` as one view per weight, shaped like it."""
+        return [part.view(p.shape) for part, p in zip(flat.split(self.sizes, dim=1), self.params)]
 
     @torch.no_grad()
     def step(self, grads: list[torch.Tensor]) -> None:
         """Clip per node, then ``m ← β₁m + (1−β₁)g``, ``v ← β₂v + (1−β₂)g²``,
         ``θ ← θ − rate · lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)`` (torch.optim.Adam's order)."""
-        norms = torch.stack([g.square().flatten(1).sum(1) for g in grads]).sum(0).sqrt()
-        coef = (self.max_norm / (norms + _CLIP_EPS)).clamp(max=1.0)
-        grads = [g * coef.reshape(-1, *[1] * (g.dim() - 1)) for g in grads]
+        n = self.m.shape[0]
+        g = torch.cat([grad.reshape(n, -1) for grad in grads], dim=1)
+        coef = (self.max_norm / (g.square().sum(1, keepdim=True).sqrt() + _CLIP_EPS)).clamp(max=1.0)
+        g.mul_(coef)
         if self.wd:
-            grads = torch._foreach_add(grads, self.params, alpha=self.wd)
+            g.add_(torch.cat([p.reshape(n, -1) for p in self.params], dim=1), alpha=self.wd)
         b1, b2 = _BETAS
         self.t += 1
-        torch._foreach_lerp_(self.m, grads, 1 - b1)
-        torch._foreach_mul_(self.v, b2)
-        torch._foreach_addcmul_(self.v, grads, grads, 1 - b2)
-        step_size = self.lr / (1 - b1**self.t)
-        denom = torch._foreach_sqrt(self.v)
-        torch._foreach_div_(denom, math.sqrt(1 - b2**self.t))
-        torch._foreach_add_(denom, _EPS)
-        numer = self.m if self.masks is None else torch._foreach_mul(self.m, self.masks)
-        torch._foreach_addcdiv_(self.params, numer, denom, -step_size)
+        self.m.lerp_(g, 1 - b1)
+        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = self.v.sqrt().div_(math.sqrt(1 - b2**self.t)).add_(_EPS)
+        numer = self.m if self.rates is None else self.m * self.rates
+        torch._foreach_addcdiv_(self.params, self._per_weight(numer), self._per_weight(denom),
+                                -self.lr / (1 - b1**self.t))
 
 
 def train_bank(
