@@ -46,6 +46,7 @@ bench-speed: install
 	$(BIN)/python benchmarks/sampling.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/fit_scaling.py --sections scaling --rows 1000,10000,100000,1000000 --epochs 2 --es-max-rows 10000 --job-timeout 1200
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bank_tanh.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bank_adam.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ddp_speedup.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ddp_speedup.py --batch-size 16384 --out benchmarks/results/ddp_speedup_batch16k.json
 
