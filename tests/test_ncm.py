@@ -12,6 +12,7 @@ from deepscm.errors import (
 )
 from deepscm.graph import CausalGraph
 from deepscm.ncm import NeuralCausalModel, c2_components, lp_bounds, neural_identify, parse_binary_query
+from deepscm.ncm.identify import AUTO_SLOW_MULTIPLIER
 from deepscm.ncm.model import deviance, response_types
 
 
@@ -150,6 +151,7 @@ def test_staged_search_bow_interval_contains_truth_and_reaches_sharp_bounds():
     res = neural_identify(scm.graph, df, "ate(x, y)", **{**TINY, "search_steps": 250})
     assert not res.identifiable and res.estimate is None
     assert res.id_verdict == "not identifiable" and "anyway" in res.message
+    assert res.slow_multiplier == AUTO_SLOW_MULTIPLIER  # "auto": the second search runs where ID says no
     assert res.lower < scm.ate() < res.upper
     lp = lp_bounds(scm.graph, df, "ate(x, y)")  # sharp: [-0.47, 0.53] at this seed
     # each end is a data-fitting NCM: with these tiny settings within 0.1 of the sharp bound (the
@@ -168,6 +170,7 @@ def test_staged_search_backdoor_is_a_point():
     df = scm.sample(10_000, seed=1)
     res = neural_identify(scm.graph, df, "ate(x, y)", **TINY)
     assert res.identifiable and res.id_verdict == "identifiable"
+    assert res.slow_multiplier is None  # "auto": no second search for an identifiable query
     assert res.estimate == pytest.approx(scm.ate(), abs=0.03)
     assert res.lower <= res.estimate <= res.upper and res.upper - res.lower < 0.1
     assert 0.005 < res.se < 0.03  # the plug-in ATE's s.e. at n = 10k is about 0.015
@@ -289,6 +292,8 @@ def test_bad_input_errors():
         neural_identify(scm.graph, df, "ate(x, y)", level=1.5)
     with pytest.raises(ConfigError, match="slow_multiplier"):
         neural_identify(scm.graph, df, "ate(x, y)", slow_multiplier=0.0)
+    with pytest.raises(ConfigError, match="slow_multiplier"):
+        neural_identify(scm.graph, df, "ate(x, y)", slow_multiplier="fast")
 
 
 def test_infeasible_rejection_sampling_is_a_clear_error():

@@ -33,19 +33,29 @@ the two extremes by a **staged, constrained search** instead of the penalty
   outside the budget is rerun with ``eps_start`` ten times smaller (``search_retries``).
   A search that stayed feasible but stalled short of the end of a flat direction is continued
   from its most extreme data-fitting iterate (``extend`` rounds, default 2: on the 8 NCM-paper
-  graphs × 5 seeds the ends within 0.05 of the sharp LP bound rose from 8/15 without it to
-  13/15, at up to twice the search time; ``benchmarks/results/ncm.md``).
+  graphs × 5 seeds, at 300 search and 100 tighten steps, the ends within 0.05 of the sharp
+  LP bound rose from 8/15 without it to 13/15, at up to twice the search time;
+  ``benchmarks/results/ncm.extend0.md``, ``ncm.steps300.md``; at the default steps 15/15,
+  ``ncm.no_slow.md``).
 - *Slow multiplier.* With the multiplier step ``η`` the multiplier ``λ`` can catch up with the
   shrinking budget before the query has travelled along the flat direction, and the search
   settles near the fit (iv seed 0 of the benchmark: its first lower search ends at 0.046, the
-  LP bound is −0.058; with ``η/10`` it reaches −0.066). With ``slow_multiplier`` (opt-in, e.g.
-  0.1; off by default: on the full benchmark it fixed iv seed 0 and bad_m seed 0 but widened
-  frontdoor seed 4's identified interval past the tolerance, at 1.44× the time per restart,
-  ``benchmarks/results/ncm.slow.md``) each search is run a second time
-  from its start with the step ``η·slow_multiplier``: ``λ`` rises that many times slower, the
-  query is pushed further before the budget binds, and only the iterates within the budget
-  count, so the two runs together reach at least as far as the first alone; the continuation
-  rounds start from the most extreme data-fitting iterate of either run.
+  LP bound is −0.058; with ``η/10`` it reaches −0.066). With ``slow_multiplier`` each search
+  is run a second time from its start with the step ``η·slow_multiplier``: ``λ`` rises that
+  many times slower, the query is pushed further before the budget binds, and only the
+  iterates within the budget count, so the two runs together reach at least as far as the
+  first alone; the continuation rounds start from the most extreme data-fitting iterate of
+  either run. The default ``"auto"`` runs it (at :data:`AUTO_SLOW_MULTIPLIER`) exactly when
+  the ID algorithm proves the query not identifiable: there the answer is an interval, and
+  the search's inner approximation of it is worth a second search. On the 8 NCM-paper graphs
+  × 5 seeds at the default steps it widened bad_m's intervals on 3 of 5 seeds (ends moved by
+  up to 0.34 toward the LP's outer bound) and left the clique graphs' ends within 0.05 of the
+  sharp bound on 15/15 (as without it), at 1.14× the benchmark's time
+  (``benchmarks/results/ncm.md`` against ``ncm.no_slow.md``). For an identifiable query it
+  only widened the profile interval (frontdoor seed 4 past the tolerance at 300 search
+  steps, ``ncm.slow.md``), so it does not run there. The symbolic verdict so decides how
+  hard the search pushes, never the neural verdict itself: every reported end is still the
+  query of a model that fits the data.
 - *Unconverged fit.* A search that finds ``NLL < NLL* − ε/4`` shows stage 1 had not converged
   (the budget was then measured from the wrong ``NLL*``): the lowest iterate is polished by MLE,
   becomes the fit, and the searches rerun from it (``passes``).
@@ -96,7 +106,11 @@ from ..identification import identify
 from .model import NeuralCausalModel, deviance
 from .queries import BinaryQuery, as_graph, binary_table, parse_binary_query
 
-__all__ = ["NeuralIDResult", "neural_identify"]
+__all__ = ["AUTO_SLOW_MULTIPLIER", "NeuralIDResult", "neural_identify"]
+
+#: ``slow_multiplier="auto"``'s factor on the multiplier step for a query the ID algorithm
+#: proves not identifiable (measured in ``benchmarks/results/ncm.md`` and ``ncm.slow.md``).
+AUTO_SLOW_MULTIPLIER = 0.1
 
 
 @dataclass
@@ -130,6 +144,7 @@ class NeuralIDResult:
         converged: no search found a model more than ``ε/4`` below ``NLL*`` in the last pass.
         passes: search passes run (a pass reruns the searches from a refined, better fit).
         deviance: ``G²`` of the best fit.
+        slow_multiplier: the multiplier factor of the second search (``None``: none ran).
     """
 
     query: str
@@ -151,6 +166,7 @@ class NeuralIDResult:
     converged: bool = True
     passes: int = 1
     deviance: float = float("nan")
+    slow_multiplier: float | None = None
 
     @property
     def tolerance(self) -> float:
@@ -220,7 +236,7 @@ def neural_identify(
     passes: int = 3,
     extend: int = 2,
     extend_tol: float = 0.005,
-    slow_multiplier: float | None = None,
+    slow_multiplier: float | str | None = "auto",
 ) -> NeuralIDResult:
     """Decide identifiability of a binary ``query`` and bound it by the staged search (module docstring).
 
@@ -255,16 +271,21 @@ def neural_identify(
             end of a flat direction goes on; each round costs one search).
         slow_multiplier: each search also runs once from its start with the multiplier step
             ``η · slow_multiplier`` (module docstring, *slow multiplier*; costs one search per
-            direction); ``None`` (default) turns it off.
+            direction); ``None`` turns it off; ``"auto"`` (default) uses
+            :data:`AUTO_SLOW_MULTIPLIER` when the ID algorithm proves the query not
+            identifiable and ``None`` otherwise. The value used is the result's
+            ``slow_multiplier``.
 
     Raises:
         GraphError: a query naming unknown nodes, or a cyclic graph.
         DataError: a node missing from the data, or non-binary data.
         ConfigError: ``restarts < 1``, ``level`` outside (0, 1) or non-positive steps.
     """
-    if extend < 0 or extend_tol < 0 or (slow_multiplier is not None and slow_multiplier <= 0):
+    if extend < 0 or extend_tol < 0 or not (
+            slow_multiplier is None or slow_multiplier == "auto"
+            or (isinstance(slow_multiplier, (int, float)) and slow_multiplier > 0)):
         raise ConfigError(f"extend={extend} and extend_tol={extend_tol} must be >= 0, "
-                          f"slow_multiplier={slow_multiplier} > 0 or None")
+                          f"slow_multiplier={slow_multiplier!r} > 0, 'auto' or None")
     if (restarts < 1 or not 0 < level < 1 or min(fit_steps, search_steps, tighten_steps, passes) < 1
             or eps_start <= 0 or min(refits, search_retries) < 0):
         raise ConfigError(
@@ -275,6 +296,8 @@ def neural_identify(
     q = parse_binary_query(query).check(g)
     binary_table(g, data)  # fail early on missing or non-binary columns
     id_verdict, id_estimand = _id_verdict(g, q)
+    if slow_multiplier == "auto":
+        slow_multiplier = AUTO_SLOW_MULTIPLIER if id_verdict == "not identifiable" else None
     n = len(data)
     z = math.sqrt(chi2.ppf(level, 1))
     eps = z**2 / (2 * n)
@@ -395,7 +418,7 @@ def neural_identify(
     return NeuralIDResult(
         str(q), lower, upper, identifiable, estimate, gap, gap_se, se, id_verdict, id_estimand, runs, message,
         level=level, eps=eps, nll_fit=nll_best, fit_ok=bool(fit_ok), converged=bool(converged), passes=n_passes,
-        deviance=float(g2_best),
+        deviance=float(g2_best), slow_multiplier=slow_multiplier,
     )
 
 
