@@ -24,7 +24,7 @@ fit's own:
 Usage: ``python benchmarks/fit_scaling.py [--rows 1000,10000,100000] [--epochs 3]
 [--es-max-rows 10000] [--diagnose realistic_clinical,dcm_triangle_nonlinear] [--sections ...]
 [--knobs default,constant] [--data-seeds 11,21]``;
-writes ``benchmarks/results/fit_scaling.{json,md}``.
+writes ``benchmarks/results/fit_scaling.{json,md}`` (``--name`` another stem).
 """
 
 from __future__ import annotations
@@ -308,16 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile-json", help="merge a torch.compile measurement (list of rows)")
     parser.add_argument("--report", action="store_true", help="only rewrite the markdown from the JSON")
     parser.add_argument("--job-timeout", type=float, default=1800.0, help="seconds per scaling fit")
+    parser.add_argument("--name", default="fit_scaling", help="results/<name>.{json,md} (sections accumulate there)")
     args = parser.parse_args(argv)
     if args.child:
         kind, *job = json.loads(args.child)
         print(json.dumps(JOBS[kind](*job)))
         return 0
-    out = RESULTS / "fit_scaling.json"
+    out = RESULTS / f"{args.name}.json"
     if args.report:
         saved = json.loads(out.read_text())
         saved["meta"].setdefault("commands", [saved["meta"].get("command", "")])
-        (RESULTS / "fit_scaling.md").write_text(markdown(saved["meta"], saved["results"]))
+        (RESULTS / f"{args.name}.md").write_text(markdown(saved["meta"], saved["results"]))
         return 0
     started = time.perf_counter()
     sections = args.sections.split(",")
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             "scm": args.scm, "total_s": round(time.perf_counter() - started, 1)}
     merged = {**previous.get("results", {}), **res}  # sections run separately accumulate
     out.write_text(json.dumps({"meta": meta, "results": merged}, indent=2))
-    (RESULTS / "fit_scaling.md").write_text(markdown(meta, merged))
+    (RESULTS / f"{args.name}.md").write_text(markdown(meta, merged))
     print(markdown(meta, merged))
     return 0
 
