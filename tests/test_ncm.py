@@ -216,6 +216,22 @@ def test_search_finding_a_better_fit_refines_the_fit():
     assert res.identifiable and res.estimate == pytest.approx(scm.ate(), abs=0.03)
 
 
+def test_refined_restarts_search_again_from_their_own_iterates():
+    """Two unconverged restarts (bow, 40 fit steps) whose searches both find better fits: each
+    restart's next pass starts from its own polished iterate, not both from the one best model
+    (bad_m seed 0 in the benchmark, where both restarts then ran the same stalled search)."""
+    scm = load_confounded("bow", 0)
+    df = scm.sample(5000, seed=1)
+    res = neural_identify(scm.graph, df, "ate(x, y)", restarts=2, fit_steps=40, search_steps=60,
+                          tighten_steps=20, refits=0, slow_multiplier=None, extend=0)
+    assert res.passes >= 2 and all(r["start"] == "refined fit" for r in res.restarts)
+    starts = [r["nll_start"] for r in res.restarts]
+    assert starts[0] != starts[1]  # two distinct polished models
+    assert all(res.nll_fit <= v <= res.nll_fit + res.eps / 4 for v in starts)
+    assert all(r["nll_start"] < r["nll_fit"] - res.eps / 4 for r in res.restarts)  # better than stage 1
+
+
+
 def test_search_that_ends_outside_the_budget_is_retried():
     """A loose budget of 1 nat and 12 steps leaves the search far outside ε at its end (the
     stalled frontdoor/iv searches of the benchmark): it is rerun with a tighter start."""

@@ -57,8 +57,12 @@ the two extremes by a **staged, constrained search** instead of the penalty
   hard the search pushes, never the neural verdict itself: every reported end is still the
   query of a model that fits the data.
 - *Unconverged fit.* A search that finds ``NLL < NLL* − ε/4`` shows stage 1 had not converged
-  (the budget was then measured from the wrong ``NLL*``): the lowest iterate is polished by MLE,
-  becomes the fit, and the searches rerun from it (``passes``).
+  (the budget was then measured from the wrong ``NLL*``): every search's lowest iterate below
+  that is polished by MLE, the best becomes the fit, and the searches rerun (``passes``), each
+  restart from its own polished iterate while that fits within ``ε/4`` of the new ``NLL*``
+  (else from the best). Restarting them all from the one best model would make every restart
+  the same search: on bad_m seed 0 of the benchmark both then stalled at [0.016, 0.079] and
+  the query was called identifiable; from their own iterates one reaches [−0.096, 0.264].
 
 A result whose best fit still fails the deviance check, or whose last pass still found a better
 fit, has ``fit_ok`` / ``converged`` false and warns (:class:`DeepSCMWarning`): its verdict is
@@ -134,7 +138,8 @@ class NeuralIDResult:
             between the fitted NCM's ``P̂(v)`` and the data), ``estimate``, ``lower``,
             ``upper``, ``lower_tight``, ``upper_tight`` (at ``ε/4``), ``start``, ``seconds``,
             ``deviance`` (its fit's ``G²``), ``refits``, ``good_fit`` (within ``ε/4`` of the final
-            ``NLL*``), ``search_retries``, ``search_extensions``).
+            ``NLL*``), ``search_retries``, ``search_extensions``, ``nll_start`` (the NLL of the
+            model its last pass searched from)).
         message: how the neural verdict relates to the ID algorithm's.
         level, eps: the confidence level and the NLL budget ``χ²_{1,level}/(2n)`` (nats/row).
         nll_fit: the best fitted NLL ``NLL*`` (lowered when a search found a better fit).
@@ -263,8 +268,8 @@ def neural_identify(
             fit) is rerun from the same start with ``eps_start`` ten times smaller, at most
             this many times.
         passes: when a search finds a model with NLL below ``NLL* − ε/4`` (stage 1 had not
-            converged), that model is polished and becomes the fit, and the searches rerun from
-            it; at most this many passes in all.
+            converged), the searches' lowest iterates are polished, the best becomes the fit,
+            and the searches rerun from them; at most this many passes in all.
         extend, extend_tol: after a search, up to ``extend`` continuation rounds, each started
             from the most extreme data-fitting iterate so far with the loose budget again, while
             a round moves the end by more than ``extend_tol`` (a search that stalled short of the
@@ -324,11 +329,18 @@ def neural_identify(
     extensions = [0] * len(fits)
     search_seconds = [0.0] * len(fits)
     n_passes = 0
+    # each restart's start: its own fit, or (after a pass that found better fits) the polished
+    # lowest iterate of its own search, used while it fits within ε/4 of the best; else the best
+    starts: list[tuple[NeuralCausalModel, float]] = [(f["model"], f["nll"]) for f in fits]
     for n_passes in range(1, passes + 1):
         cache: dict[int, tuple[dict[str, np.ndarray], list | None, float, int, int, float]] = {}
+        used: list[NeuralCausalModel] = []
         for r, fit in enumerate(tqdm(fits, disable=not progress, desc="NCM search", leave=False)):
-            start = fit["model"] if fit["nll"] <= nll_best + eps / 4 else best_model  # fits at both budgets
-            fit["start"] = "own fit" if start is fit["model"] else ("best fit" if n_passes == 1 else "refined fit")
+            own, own_nll = starts[r]
+            start = own if own_nll <= nll_best + eps / 4 else best_model  # fits at both budgets
+            used.append(start)
+            fit["nll_start"] = own_nll if start is own else nll_best
+            fit["start"] = ("own fit" if start is fit["model"] else "best fit" if n_passes == 1 else "refined fit")
             computed_here = id(start) not in cache
             if computed_here:
                 t0 = time.perf_counter()
@@ -350,22 +362,19 @@ def neural_identify(
             retries[r] += k
             extensions[r] += ext
             search_seconds[r] += secs if computed_here else 0.0
-        low = min(cache.values(), key=lambda c: c[2])
-        if low[2] >= nll_best - eps / 4 or n_passes == passes:
+        if min(c[2] for c in cache.values()) >= nll_best - eps / 4 or n_passes == passes:
             break
-        # stage 1 had not converged: polish the lowest iterate by MLE and search again from it
-        refined = copy.deepcopy(best_model)
-        with torch.no_grad():
-            for p, v in zip(refined.parameters(), low[1]):
-                p.copy_(v)
-        refined.fit(data, steps=max(1, fit_steps // 4), lr=lr / 10, mc=mc, final_lr=lr / 100)
-        refined_nll = refined.nll(data, mc=eval_mc)
-        if refined_nll > low[2]:  # the polish moved away: keep the iterate itself
-            with torch.no_grad():
-                for p, v in zip(refined.parameters(), low[1]):
-                    p.copy_(v)
-            refined_nll = refined.nll(data, mc=eval_mc)
-        best_model, nll_best = refined, min(nll_best, refined_nll)
+        # stage 1 had not converged: polish every search's lowest iterate that beats the fit by
+        # MLE; the best becomes the fit, and each restart searches again from its own polished
+        # iterate while it fits (the restarts stay distinct: one shared start would give every
+        # restart the same, possibly stalled, search)
+        polished = {key: _polish(best_model, c[1], data, fit_steps, lr, mc, eval_mc)
+                    for key, c in cache.items() if c[2] < nll_best - eps / 4}
+        best_model, refined_nll = min(polished.values(), key=lambda m: m[1])
+        nll_best = min(nll_best, refined_nll)
+        for r, start in enumerate(used):
+            if id(start) in polished:
+                starts[r] = polished[id(start)]
     nll_search_min = min(float(t[0].min()) for tr in traces for d in ("upper", "lower") for t in tr[d])
     converged = nll_search_min >= nll_best - eps / 4
     g2_best, df = deviance(best_model, data, mc=eval_mc)
@@ -378,7 +387,7 @@ def neural_identify(
             "seed": seed + r, "nll_fit": fit["nll"], "tv_fit": ncm.tv_distance(data, mc=eval_mc),
             "deviance": fit["g2"], "refits": fit["refits"], "estimate": ncm.query(q, mc=eval_mc),
             "good_fit": bool(good), "start": fit["start"], "search_retries": retries[r],
-            "search_extensions": extensions[r],
+            "search_extensions": extensions[r], "nll_start": fit["nll_start"],
             "nll_search_min": min(float(t[0].min()) for d in ("upper", "lower") for t in traces[r][d]),
             "seconds": fit["seconds"] + search_seconds[r],
         }
@@ -420,6 +429,27 @@ def neural_identify(
         level=level, eps=eps, nll_fit=nll_best, fit_ok=bool(fit_ok), converged=bool(converged), passes=n_passes,
         deviance=float(g2_best), slow_multiplier=slow_multiplier,
     )
+
+
+def _polish(
+    template: NeuralCausalModel, state: list[torch.Tensor], data: pd.DataFrame, fit_steps: int, lr: float,
+    mc: int, eval_mc: int,
+) -> tuple[NeuralCausalModel, float]:
+    """A copy of ``template`` at the parameters ``state``, refined by ``fit_steps // 4`` MLE steps
+    at ``lr/10`` (kept at ``state`` itself when the polish moves away), and its NLL."""
+    refined = copy.deepcopy(template)
+    with torch.no_grad():
+        for p, v in zip(refined.parameters(), state):
+            p.copy_(v)
+    start_nll = refined.nll(data, mc=eval_mc)
+    refined.fit(data, steps=max(1, fit_steps // 4), lr=lr / 10, mc=mc, final_lr=lr / 100)
+    refined_nll = refined.nll(data, mc=eval_mc)
+    if refined_nll > start_nll:  # the polish moved away: keep the iterate itself
+        with torch.no_grad():
+            for p, v in zip(refined.parameters(), state):
+                p.copy_(v)
+        refined_nll = start_nll
+    return refined, refined_nll
 
 
 def _push(
