@@ -28,9 +28,9 @@ import torch
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
+from bank_tanh import random_bank  # noqa: E402
 from deepscm import bank  # noqa: E402
-from deepscm.mechanisms import ConditionalFlow  # noqa: E402
-from deepscm.mechanisms.base import MAX_GRAD_NORM, MechanismSpec  # noqa: E402
+from deepscm.mechanisms.base import MAX_GRAD_NORM  # noqa: E402
 from deepscm.studies.report import write_json  # noqa: E402
 from machine import machine_info, report_header  # noqa: E402
 
@@ -64,20 +64,6 @@ class _ListAdam:
         torch._foreach_addcdiv_(self.params, self.m, denom, -self.lr / (1 - b1**self.t))
 
 
-def _bank(nodes: int) -> tuple[bank.FlowBank, torch.Tensor, torch.Tensor]:
-    torch.manual_seed(0)
-    mechs = []
-    for _ in range(nodes):
-        mech = ConditionalFlow()
-        mech.build(MechanismSpec(x_dim=1, context_dim=2))
-        mechs.append(mech)
-    flows = bank.FlowBank(mechs)
-    with torch.no_grad():
-        for p in flows.parameters():
-            p.normal_(0.0, 0.3)
-    return flows, torch.randn(nodes, ROWS, 2), torch.randn(nodes, ROWS)
-
-
 def _optimiser(kind: str, params: list[torch.nn.Parameter]):
     if kind == "flat":
         return bank._MaskedAdam(params, LR, 0.0, MAX_GRAD_NORM)
@@ -101,7 +87,7 @@ def _train(flows: bank.FlowBank, ctx: torch.Tensor, x: torch.Tensor, kind: str, 
 
 
 def step(nodes: int) -> dict:
-    flows, ctx, x = _bank(nodes)
+    flows, ctx, x = random_bank(nodes, ROWS)
     times: dict[str, list[float]] = {"flat": [], "list": []}
     for _ in range(ROUNDS):
         for kind in times:

@@ -60,7 +60,9 @@ def kernels() -> dict:
             "bank_tanh_us": _microseconds(lambda: SHIPPED.apply(x), 2000), "max_abs_difference": diff}
 
 
-def step(nodes: int) -> dict:
+def random_bank(nodes: int, rows: int = ROWS) -> tuple[bank.FlowBank, torch.Tensor, torch.Tensor]:
+    """A bank of ``nodes`` default scalar flows with two parents, its weights drawn from
+    N(0, 0.3²) (seed 0), and random contexts ``[nodes, rows, 2]`` and values ``[nodes, rows]``."""
     torch.manual_seed(0)
     mechs = []
     for _ in range(nodes):
@@ -71,7 +73,11 @@ def step(nodes: int) -> dict:
     with torch.no_grad():
         for p in flows.parameters():
             p.normal_(0.0, 0.3)
-    ctx, x = torch.randn(nodes, ROWS, 2), torch.randn(nodes, ROWS)
+    return flows, torch.randn(nodes, rows, 2), torch.randn(nodes, rows)
+
+
+def step(nodes: int) -> dict:
+    flows, ctx, x = random_bank(nodes)
     params = list(flows.parameters())
 
     def forward_backward() -> None:
