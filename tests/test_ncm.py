@@ -231,7 +231,6 @@ def test_refined_restarts_search_again_from_their_own_iterates():
     assert all(r["nll_start"] < r["nll_fit"] - res.eps / 4 for r in res.restarts)  # better than stage 1
 
 
-
 def test_search_that_ends_outside_the_budget_is_retried():
     """A loose budget of 1 nat and 12 steps leaves the search far outside ε at its end (the
     stalled frontdoor/iv searches of the benchmark): it is rerun with a tighter start."""

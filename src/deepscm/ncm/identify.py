@@ -437,19 +437,21 @@ def _polish(
 ) -> tuple[NeuralCausalModel, float]:
     """A copy of ``template`` at the parameters ``state``, refined by ``fit_steps // 4`` MLE steps
     at ``lr/10`` (kept at ``state`` itself when the polish moves away), and its NLL."""
-    refined = copy.deepcopy(template)
-    with torch.no_grad():
-        for p, v in zip(refined.parameters(), state):
-            p.copy_(v)
+    refined = _with_parameters(copy.deepcopy(template), state)
     start_nll = refined.nll(data, mc=eval_mc)
     refined.fit(data, steps=max(1, fit_steps // 4), lr=lr / 10, mc=mc, final_lr=lr / 100)
     refined_nll = refined.nll(data, mc=eval_mc)
     if refined_nll > start_nll:  # the polish moved away: keep the iterate itself
-        with torch.no_grad():
-            for p, v in zip(refined.parameters(), state):
-                p.copy_(v)
-        refined_nll = start_nll
+        return _with_parameters(refined, state), start_nll
     return refined, refined_nll
+
+
+def _with_parameters(model: NeuralCausalModel, state: list[torch.Tensor]) -> NeuralCausalModel:
+    """``model`` with its parameters overwritten in place by ``state`` (in ``parameters()`` order)."""
+    with torch.no_grad():
+        for p, v in zip(model.parameters(), state):
+            p.copy_(v)
+    return model
 
 
 def _push(
@@ -487,9 +489,7 @@ def _push(
     while True:
         model = copy.deepcopy(start)
         if origin is not None:
-            with torch.no_grad():
-                for p, v in zip(model.parameters(), origin):
-                    p.copy_(v)
+            _with_parameters(model, origin)
         nlls, values, state, state_nll, extreme, extreme_value = _constrained(
             model, rows, w, q, sign, nll_ref, eps, es, steps, lr, pen, mc, keep_lowest=True,
         )
