@@ -127,3 +127,20 @@ def test_two_processes_stream_the_same_file_like_one(tmp_path) -> None:
     assert fits[1].fit_info["stream"]["streamed_rows"] == fits[0].fit_info["stream"]["streamed_rows"]
     for node in ("x", "y", "c"):
         assert fits[1].fit_info["val_log_prob"][node] == pytest.approx(fits[0].fit_info["val_log_prob"][node], abs=0.01)
+
+
+def test_streamed_terms_keep_the_mechanisms_patience_factor() -> None:
+    """The streamed stage waits as long as an in-memory fit: a diffusion node's term carries its
+    ten-times patience (:attr:`Diffusion.patience_factor`), a flow's the fit's own."""
+    import torch
+
+    from deepscm.mechanisms import ConditionalFlow, Diffusion
+    from deepscm.mechanisms.base import MechanismSpec
+
+    spec = MechanismSpec(x_dim=1, context_dim=1)
+    for mech in (Diffusion(), ConditionalFlow()):
+        mech.build(spec)
+        term = streaming._term(mech, "y", stream=None, val_x={}, val_ctx={}, lr=1e-3,
+                               generator=torch.Generator())
+        assert term.patience_factor == type(mech).patience_factor
+    assert Diffusion.patience_factor == 10 and ConditionalFlow.patience_factor == 1

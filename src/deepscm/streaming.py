@@ -261,10 +261,13 @@ def _fit(scm: Any, dataset: Any, options: dict[str, Any]) -> Any:
 
 def _term(mech: Mechanism, node: str, stream: Stream, val_x: Mapping[str, torch.Tensor],
           val_ctx: Mapping[str, torch.Tensor], lr: float, generator: torch.Generator) -> Term:
-    """A node's training term on the stream's current chunk, scored on the held-out rows."""
+    """A node's training term on the stream's current chunk, scored on the held-out rows, with
+    the mechanism's patience factor as in an in-memory fit."""
     score = lambda r: mech.validation_score(val_x[node][r], val_ctx[node][r])  # noqa: E731
     if mech.uses_default_step:
-        return Term(mech, score=score, loss=lambda r: mech.loss(stream.values[node][r], stream.contexts[node][r]))
+        return Term(mech, score=score, loss=lambda r: mech.loss(stream.values[node][r], stream.contexts[node][r]),
+                    patience_factor=mech.patience_factor)
     optimizers = mech.configure_optimizers(lr)
     return Term(mech, score=score, step=lambda r: mech.training_step(
-        stream.values[node][r], stream.contexts[node][r], optimizers, generator))
+        stream.values[node][r], stream.contexts[node][r], optimizers, generator),
+        patience_factor=mech.patience_factor)
