@@ -7,7 +7,8 @@ Morpho-digits graph as a categorical parent of the image, ``t -> i; t -> x; i ->
 factual image to 0.75 of the schedule, then the reverse pass with the counterfactual parents and
 anti-causal guidance ``ε̂ = ε_θ − s·√(1−ᾱ_t)·∇ log p_φ(digit = 5 | x_t, t)``, swept over
 ``s ∈ {0, 0.1, 0.7, 2, 8, 32, 128}`` (0: the plain DCM counterfactual, no guidance; 0.1–2: the
-published sweep). On held-out base digits that are not 5 it reports effectiveness (the
+published sweep), and implicit guidance (the ε-network's own contrast between the target and the
+factual digit, ``deepscm.guidance.IMPLICIT``) at ``s ∈ {1, 2, 4}``. On held-out base digits that are not 5 it reports effectiveness (the
 fraction of counterfactuals a digit classifier trained on clean images calls 5), minimality
 (CLD with a VAE embedding) and identity (thickness and intensity of the counterfactual against
 the factual, measured with :mod:`deepscm.datasets.morphology`), and saves one image grid per
@@ -130,6 +131,8 @@ def main() -> None:
     p.add_argument("--refine", type=int, default=d.refine)
     p.add_argument("--fraction", type=float, default=d.fraction)
     p.add_argument("--scales", type=float, nargs="+", default=list(d.scales))
+    p.add_argument("--implicit-scales", type=float, nargs="*", default=list(d.implicit_scales),
+                   help="scales of implicit guidance (none: skip it)")
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -157,7 +160,8 @@ def main() -> None:
         n_train=args.n_train, n_test=args.n_test, units=args.units, size=args.size, epochs=args.epochs,
         predictor_epochs=args.predictor_epochs, classifier_epochs=args.classifier_epochs,
         embedding_epochs=args.embedding_epochs, unet=tuple(args.unet), inference_steps=args.inference_steps,
-        refine=args.refine, fraction=args.fraction, scales=tuple(args.scales), device=args.device,
+        refine=args.refine, fraction=args.fraction, scales=tuple(args.scales),
+        implicit_scales=tuple(args.implicit_scales), device=args.device,
         seed=args.seed,
     )
     run_digit_class_study(settings, command=command, machine=machine_info())

@@ -23,7 +23,25 @@ factual image ``x_F`` under ``do(y := y_CF)`` (Diff-SCM Algorithm 1, with the DD
        x_r = \\sqrt{\\bar\\alpha_r}\\,\\frac{x_s - \\sqrt{1-\\bar\\alpha_s}\\,\\hat\\varepsilon}{\\sqrt{\\bar\\alpha_s}}
            + \\sqrt{1-\\bar\\alpha_r}\\,\\hat\\varepsilon .
 
-``scale = 0`` is the plain DDIM (DCM) counterfactual. The scale trades the factual identity kept
+``scale = 0`` is the plain DDIM (DCM) counterfactual.
+
+**Implicit guidance** (``predictor=IMPLICIT``, no predictor to train) uses the parent-conditioned
+ε-network as its own anti-causal classifier. By Bayes' rule the noised images' scores give
+``∇ log p(y_CF | x_s) − ∇ log p(y_F | x_s) = ∇ log p_s(x_s | pa_CF) − ∇ log p_s(x_s | pa_F)``,
+and the score of the noised conditional is ``−ε_θ(x_s, s, pa)/√(1 − ᾱ_s)``; putting this
+log-ratio in the place of ``log p_φ(y_CF | x_s)`` gives
+
+.. math::
+
+    \\hat\\varepsilon = \\varepsilon_θ(x_s, s, \\tilde{pa})
+        + \\text{scale}\\cdot\\big(\\varepsilon_θ(x_s, s, \\tilde{pa}) - \\varepsilon_θ(x_s, s, pa)\\big),
+
+classifier-free guidance (Ho & Salimans 2022) with the factual parents ``pa`` in the place of
+the null condition: one more ε-network call per step. On the 10,000-image digit-class study
+(``benchmarks/results/digit_class_10k``) it made 0.63 of the units the target digit at a pixel
+MAE of 13.2 to the factual, where the trained predictor's guidance reached at most 0.43 (at 48.3).
+
+The scale trades the factual identity kept
 in ``u`` against the push toward the target; :func:`select_scale` sweeps it and picks the
 value with the lowest counterfactual latent divergence (:mod:`deepscm.evaluation.cld`), as
 Sanchez & Tsaftaris tune it. All tensors are in the model's internal encoding (standardised
@@ -47,6 +65,7 @@ from .errors import ConfigError, DataError, GraphError
 from .mechanisms.diffusion import Diffusion, _FiLMBlock
 
 __all__ = [
+    "IMPLICIT",
     "NoisyPredictor",
     "fit_anticausal_predictor",
     "guided_counterfactual_sweep",
@@ -55,6 +74,11 @@ __all__ = [
     "select_scale",
     "train_noisy_predictor",
 ]
+
+
+#: ``predictor=IMPLICIT``: guidance by the ε-network's contrast between the counterfactual and
+#: the factual parents (module docstring), without an anti-causal predictor.
+IMPLICIT = "implicit"
 
 
 class NoisyPredictor(nn.Module):
@@ -152,24 +176,35 @@ def train_noisy_predictor(
 
 def guided_decode(
     mechanism: Diffusion, z: torch.Tensor, context: torch.Tensor, start: int,
-    predictor: NoisyPredictor | None = None, target: torch.Tensor | None = None, scale: float = 0.0,
+    predictor: NoisyPredictor | str | None = None, target: torch.Tensor | None = None, scale: float = 0.0,
+    factual_context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Guided DDIM from ``x_start = z`` to ``x_0`` (module docstring, step 3); ``scale = 0`` or
-    no predictor gives :meth:`Diffusion.decode` from ``start``."""
+    no predictor gives :meth:`Diffusion.decode` from ``start``. ``predictor=IMPLICIT`` needs the
+    ``factual_context`` (the ε-network's contrast); a predictor needs the parent's ``target``."""
     scale = _check_scale(scale)
+    _check_predictor(predictor)
     if scale == 0 or predictor is None:
         with torch.no_grad():
             return mechanism.decode(z, context, start=start)
-    if target is None:
+    if predictor == IMPLICIT and factual_context is None:
+        raise ConfigError("implicit guidance needs the factual parents' context (factual_context=)")
+    if predictor != IMPLICIT and target is None:
         raise ConfigError("guidance needs the target value of the parent (target=)")
     ab, x = mechanism.alpha_bar, z
     levels = mechanism._levels(start)
     for s, r in pairwise(levels[::-1]):
-        with torch.enable_grad():
-            x_s = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(predictor.log_prob(x_s, s, target).sum(), x_s)
+        if predictor == IMPLICIT:
+            with torch.no_grad():
+                eps_cf = mechanism.epsilon(x, s, context)
+                eps = eps_cf + scale * (eps_cf - mechanism.epsilon(x, s, factual_context))
+        else:
+            with torch.enable_grad():
+                x_s = x.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(predictor.log_prob(x_s, s, target).sum(), x_s)
+            with torch.no_grad():
+                eps = mechanism.epsilon(x, s, context) - scale * (1 - ab[s]).sqrt() * grad
         with torch.no_grad():
-            eps = mechanism.epsilon(x, s, context) - scale * (1 - ab[s]).sqrt() * grad
             x0 = (x - (1 - ab[s]).sqrt() * eps) / ab[s].sqrt()
             x = ab[r].sqrt() * x0 + (1 - ab[r]).sqrt() * eps
     return x
@@ -193,19 +228,19 @@ def fit_anticausal_predictor(
 
 
 def guided_counterfactuals(
-    scm: Any, data: pd.DataFrame, do: Mapping[str, Any], predictor: NoisyPredictor | None,
+    scm: Any, data: pd.DataFrame, do: Mapping[str, Any], predictor: NoisyPredictor | str | None,
     scale: float, image: str = "x", fraction: float = 1.0, batch_size: int = 256,
 ) -> pd.DataFrame:
     """Diff-SCM counterfactuals of the image node under ``do`` on parents of it (module
     docstring); returns ``data`` with the image column replaced. ``predictor`` predicts the
-    (single) intervened parent; the other parents keep their factual values, so none of
-    them may descend from an intervened node."""
+    (single) intervened parent, or is :data:`IMPLICIT`; the other parents keep their factual
+    values, so none of them may descend from an intervened node."""
     return guided_counterfactual_sweep(scm, data, do, predictor, [scale], image, fraction, batch_size)[
         float(scale)]
 
 
 def guided_counterfactual_sweep(
-    scm: Any, data: pd.DataFrame, do: Mapping[str, Any], predictor: NoisyPredictor | None,
+    scm: Any, data: pd.DataFrame, do: Mapping[str, Any], predictor: NoisyPredictor | str | None,
     scales: Iterable[float], image: str = "x", fraction: float = 1.0, batch_size: int = 256,
 ) -> dict[float, pd.DataFrame]:
     """:func:`guided_counterfactuals` at several guidance scales, ``{scale: DataFrame}``.
@@ -213,6 +248,7 @@ def guided_counterfactual_sweep(
     from .scm import engine
 
     scales = [_check_scale(s) for s in scales]
+    _check_predictor(predictor)
     if not scales:
         raise ConfigError("give at least one guidance scale")
     mech = _image_mechanism(scm, image)
@@ -237,8 +273,8 @@ def guided_counterfactual_sweep(
         with torch.no_grad():
             z = mech.encode(values[image][sl], factual_ctx[sl], until=level)
         for s in scales:
-            out[s].append(guided_decode(mech, z, cf_ctx[sl], level, predictor,
-                                        target[sl] if predictor is not None else None, s))
+            out[s].append(guided_decode(mech, z, cf_ctx[sl], level, predictor, target[sl], s,
+                                        factual_context=factual_ctx[sl]))
     results = {}
     for s, parts in out.items():
         result = data.copy()
@@ -265,6 +301,15 @@ def _check_scale(scale: Any) -> float:
     if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating, np.integer)) or not scale >= 0:
         raise ConfigError(f"the guidance scale must be a number ≥ 0, got {scale!r}")
     return float(scale)
+
+
+def _check_predictor(predictor: Any) -> None:
+    """A predictor is :data:`IMPLICIT`, ``None`` or has ``log_prob(x_t, t, y)`` (a :class:`NoisyPredictor`)."""
+    if predictor is None or (isinstance(predictor, str) and predictor == IMPLICIT):
+        return
+    if isinstance(predictor, str) or not callable(getattr(predictor, "log_prob", None)):
+        raise ConfigError(f"predictor must be a NoisyPredictor (fit_anticausal_predictor), {IMPLICIT!r} "
+                          f"or None, got {predictor!r}")
 
 
 def _image_mechanism(scm: Any, image: str) -> Diffusion:

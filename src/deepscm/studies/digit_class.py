@@ -92,6 +92,9 @@ class DigitClassSettings:
     fraction: float = 0.75  #: inversion stops at this fraction of the schedule (Diff-SCM code)
     #: the published sweep 0.1, 0.7, 2.0, with no guidance (0) and stronger pushes beside it
     scales: tuple[float, ...] = (0.0, 0.1, 0.7, 2.0, 8.0, 32.0, 128.0)
+    #: scales of implicit guidance (:data:`deepscm.guidance.IMPLICIT`: the ε-network's own
+    #: contrast between digit := target and the factual digit, no predictor)
+    implicit_scales: tuple[float, ...] = (1.0, 2.0, 4.0)
     predictor_epochs: int = 20  #: the anti-causal classifier p(digit | x_t, t)
     classifier_epochs: int = 6  #: the clean-image digit classifier (effectiveness)
     embedding_epochs: int = 10  #: the VAE embedding of CLD
@@ -255,7 +258,7 @@ def run_digit_class_study(
 def _run(s: DigitClassSettings, command: str, machine: dict, echo: Callable[[str], Any]) -> dict:
     from ..datasets.morpho import MorphoDigits, load_digit_images
     from ..evaluation.cld import fit_image_embedding
-    from ..guidance import fit_anticausal_predictor, guided_counterfactual_sweep
+    from ..guidance import IMPLICIT, fit_anticausal_predictor, guided_counterfactual_sweep
     from ..variables import stack_images
 
     started = time.perf_counter()
@@ -312,6 +315,10 @@ def _run(s: DigitClassSettings, command: str, machine: dict, echo: Callable[[str
     sweep = guided_counterfactual_sweep(scm, units, {"digit": s.target}, predictor, s.scales, fraction=s.fraction)
     lap("counterfactuals", t0)
     t0 = time.perf_counter()
+    implicit = (guided_counterfactual_sweep(scm, units, {"digit": s.target}, IMPLICIT, s.implicit_scales,
+                                            fraction=s.fraction) if s.implicit_scales else {})
+    lap("implicit counterfactuals", t0)
+    t0 = time.perf_counter()
     results: dict[str, Any] = {
         "command": command, "machine": machine, "settings": asdict(s), "environment": environment(),
         "device": str(scm.device),
@@ -322,15 +329,18 @@ def _run(s: DigitClassSettings, command: str, machine: dict, echo: Callable[[str
         "factual": evaluate_digit_counterfactuals(factual, factual, units["digit"].to_numpy(), s.target, judge),
         "unrelated images": _unrelated(factual),
         "scales": {},
+        "implicit scales": {},
     }
     grids = {}
-    for scale, cf in sweep.items():
-        images = stack_images(cf["x"], "x")
-        results["scales"][f"{scale:g}"] = evaluate_digit_counterfactuals(
-            factual, images, units["digit"].to_numpy(), s.target, judge, embed, test_images,
-            test["digit"].to_numpy())
-        grids[scale] = images[:10]
-        echo(f"  s = {scale:g}: " + ", ".join(f"{k} {v:.3f}" for k, v in results["scales"][f"{scale:g}"].items()))
+    for key, label, counterfactuals in (("scales", "s", sweep), ("implicit scales", "implicit s", implicit)):
+        for scale, cf in counterfactuals.items():
+            images = stack_images(cf["x"], "x")
+            results[key][f"{scale:g}"] = evaluate_digit_counterfactuals(
+                factual, images, units["digit"].to_numpy(), s.target, judge, embed, test_images,
+                test["digit"].to_numpy())
+            grids[f"{label}={scale:g}"] = images[:10]
+            echo(f"  {label} = {scale:g}: "
+                 + ", ".join(f"{k} {v:.3f}" for k, v in results[key][f"{scale:g}"].items()))
     lap("evaluation", t0)
     results["seconds"] = {**seconds, "total": round(time.perf_counter() - started, 1)}
     _plots(out, s.prefix, factual[:10], grids, s.target)
@@ -359,14 +369,17 @@ def _unrelated(images: np.ndarray) -> dict[str, float]:
             "pixel MAE to factual": float(np.abs(images - np.roll(images, 1, axis=0)).mean())}
 
 
-def _plots(out: Path, prefix: str, factual: np.ndarray, grids: dict[float, np.ndarray], target: int) -> None:
+def _plots(out: Path, prefix: str, factual: np.ndarray, grids: dict[str, np.ndarray], target: int) -> None:
+    """One grid per guidance (``"s=0.7"``: ``<prefix>.scale-0.7.png``; ``"implicit s=2"``:
+    ``<prefix>.implicit-2.png``) and one of them all."""
     from .morpho import plot_image_grid
 
-    for scale, images in grids.items():
-        plot_image_grid(out / f"{prefix}.scale-{scale:g}.png",
-                        {"factual": factual, f"do(digit:={target}), s={scale:g}": images})
-    plot_image_grid(out / f"{prefix}.png",
-                    {"factual": factual, **{f"s={scale:g}": images for scale, images in grids.items()}})
+    for label, images in grids.items():
+        kind, scale = label.split("=")
+        name = "implicit" if kind.startswith("implicit") else "scale"
+        plot_image_grid(out / f"{prefix}.{name}-{scale}.png",
+                        {"factual": factual, f"do(digit:={target}), {label}": images})
+    plot_image_grid(out / f"{prefix}.png", {"factual": factual, **grids})
 
 
 ROWS = ["effectiveness", "p(target) mean", "still classified as factual digit", "CLD", "CLD P(S_CF <= div)",
@@ -375,6 +388,7 @@ ROWS = ["effectiveness", "p(target) mean", "still classified as factual digit", 
 
 def _table(results: dict) -> str:
     cols = {"factual (no change)": results["factual"], **{f"s = {k}": v for k, v in results["scales"].items()},
+            **{f"implicit s = {k}": v for k, v in results.get("implicit scales", {}).items()},
             "unrelated image": results["unrelated images"]}
     lines = ["| metric | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for row in ROWS:
@@ -395,6 +409,9 @@ def _verdict(results: dict) -> list[str]:
         if k in eff:
             lines.append(f"- s = {k}, published: nearly all become the target; here {eff[k]:.2f} "
                          f"(**{'met' if eff[k] >= 0.9 else 'missed'}**)")
+    for k, v in results.get("implicit scales", {}).items():
+        lines.append(f"- implicit guidance, s = {k}: {v['effectiveness']:.2f} become the target at a pixel MAE "
+                     f"of {v['pixel MAE to factual']:.1f} to the factual")
     return lines
 
 
@@ -416,7 +433,9 @@ def _report(results: dict, table: str, s: DigitClassSettings) -> str:
         f"not {s.target}. `x`: `Diffusion(unet_channels={s.unet}, inference_steps={s.inference_steps}, "
         f"refine={s.refine})`, {s.epochs} epochs; counterfactual: inversion to {s.fraction:g} of the "
         f"schedule with the factual parents, guided reverse pass with digit := {s.target} in the "
-        f"context and scale s (s = 0: no guidance, the plain DCM counterfactual). Effectiveness: "
+        f"context and scale s (s = 0: no guidance, the plain DCM counterfactual); *implicit s*: the "
+        f"same reverse pass guided by the ε-network's own contrast, ε̂ = ε(x, digit := {s.target}) + "
+        f"s·(ε(x, digit := {s.target}) − ε(x, factual digit)), no predictor. Effectiveness: "
         f"fraction classified as {s.target} by a CNN trained on the clean training images "
         f"(held-out accuracy {results['clean classifier accuracy (held-out)']:.3f}). Anti-causal "
         f"classifier accuracy on held-out images noised to level t: "
