@@ -56,7 +56,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .bank_grad import nll_and_grads
+from .bank_grad import nll_and_grads, tanh
 from .errors import ConfigError, TrainingError
 from .mechanisms.base import MAX_GRAD_NORM, Mechanism
 from .mechanisms.flow import _HALF_LOG_2PI, _LOG_SLOPE, ConditionalFlow, _knots, _rqs_forward_and_ladj
@@ -133,7 +133,7 @@ class _Tanh(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
+        y = tanh(x)
         ctx.save_for_backward(y)
         return y
 
