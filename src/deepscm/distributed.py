@@ -234,6 +234,7 @@ def fit(scm: Any, data: Any, devices: int, options: Mapping[str, Any]) -> Any:
     from .training import TrainingHistory
 
     scm.schema, scm.mechanisms, scm.ranges = fitted.schema, fitted.mechanisms, fitted.ranges
+    scm.support = fitted.support
     scm.fit_info, scm.device = fitted.fit_info, fitted.device
     scm.history = TrainingHistory(**history)
     return scm

@@ -64,5 +64,6 @@ class AbductionWarning(DeepSCMWarning):
 
 
 class ExtrapolationWarning(DeepSCMWarning):
-    """A query reaches values outside the training data's range, where the learned mechanisms
-    extrapolate and their answers are less reliable."""
+    """A query reaches values outside the training data's range, or gives a node a
+    combination of parents outside their joint training support (:mod:`deepscm.scm.support`),
+    where the learned mechanisms extrapolate and their answers are less reliable."""

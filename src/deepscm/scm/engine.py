@@ -37,6 +37,7 @@ from ..graph import CausalGraph
 from ..interventions import Intervention, Set, as_intervention, evaluate
 from ..mechanisms.base import Mechanism
 from ..variables import Schema
+from .support import ParentSupport
 
 __all__ = [
     "FACTUAL",
@@ -55,6 +56,8 @@ __all__ = [
     "independent_values",
     "interventions",
     "needed_noise",
+    "off_support",
+    "off_support_shares",
     "outside_shares",
     "parent_context",
     "propagate",
@@ -67,6 +70,12 @@ FACTUAL = "factual"
 _RANGE_SLACK = 0.01
 #: share of rows outside the range above which a propagated parent triggers a warning.
 _PROPAGATED_SHARE = 0.01
+#: share of rows whose parent combination is outside a node's joint support above which a
+#: warning is issued (twice the largest share of fresh observational rows flagged on the
+#: benchmark SCMs, 1.0 %: benchmarks/results/support_check.md).
+_OFF_SUPPORT_SHARE = 0.02
+#: the joint-support share is estimated on at most this many rows per world (evenly spaced).
+SUPPORT_ROWS = 10_000
 
 
 class FittedModel(Protocol):
@@ -78,6 +87,9 @@ class FittedModel(Protocol):
     device: torch.device
     #: per continuous node, the training range ``(low, high)`` of each column in user units.
     ranges: Mapping[str, tuple[list[float], list[float]]]
+    #: per node with a multi-column parent context, the summary of its training contexts
+    #: (:mod:`deepscm.scm.support`); a node without one is not checked.
+    support: Mapping[str, ParentSupport]
 
 
 def exogenous(node: str) -> str:
@@ -352,6 +364,56 @@ def extrapolated(
             ExtrapolationWarning, stacklevel=4,
         )
     return found
+
+
+def off_support_shares(
+    model: FittedModel, worlds: Mapping[str, World], values: Mapping[str, Mapping[str, torch.Tensor]],
+    max_rows: int = SUPPORT_ROWS,
+) -> dict[str, dict[str, float]]:
+    """Per world, the share of rows in which a node that the world changes — through its
+    parents, not by being set — reads a parent combination outside its training support
+    (:mod:`deepscm.scm.support`), estimated on at most ``max_rows`` evenly spaced rows. The
+    child of an intervened edge reads a reference instead of that parent and is not checked."""
+    supports = getattr(model, "support", None) or {}
+    shares: dict[str, dict[str, float]] = {}
+    for name, world in worlds.items():
+        if not world.do and not world.edges:
+            continue
+        unchecked = set(world.do) | {child for _, child in world.edges}
+        for node in sorted(changed_nodes(model, world) - unchecked, key=model.graph.nodes.index):
+            if node not in supports:
+                continue
+            n = len(next(iter(values[name].values())))
+            rows = torch.linspace(0, n - 1, max(1, min(n, max_rows)), device=model.device).round().long()
+            subset = {p: values[name][p][rows] for p in model.graph.parents(node)}
+            ctx = context(model, node, subset, len(rows))
+            shares.setdefault(name, {})[node] = float(supports[node].outside(ctx).mean())
+    return shares
+
+
+def off_support(
+    model: FittedModel, worlds: Mapping[str, World], shares: Mapping[str, Mapping[str, float]],
+) -> dict[str, dict[str, float]]:
+    """Warn once with :class:`~deepscm.ExtrapolationWarning` when a share of
+    :func:`off_support_shares` exceeds :data:`_OFF_SUPPORT_SHARE`; returns every share."""
+    messages = []
+    for name, per_node in shares.items():
+        for node, share in per_node.items():
+            if share > _OFF_SUPPORT_SHARE:
+                parents = ", ".join(model.graph.parents(node))
+                messages.append(
+                    f"{node!r} reads a combination of its parents ({parents}) unlike any in the "
+                    f"training data in {share:.1%} of rows"
+                    + ("" if name in (FACTUAL, "do") else f" (world {name!r})")
+                )
+    if messages:
+        warnings.warn(
+            "extrapolating: " + "; ".join(messages) + ". Each parent may lie in its own range, "
+            "but the mechanism never saw them together, so these answers are less reliable; "
+            "DeepSCM.outside_support(frame) flags the rows",
+            ExtrapolationWarning, stacklevel=4,
+        )
+    return {name: dict(per_node) for name, per_node in shares.items()}
 
 
 # ---------------------------------------------------------------------- internals

@@ -42,6 +42,7 @@ from ..training import Term, TrainingHistory, evaluate, resolve_device, train
 from ..variables import Schema, Variable, VariableSpec, stack_images
 from . import chunks, engine
 from .engine import Independent, Noise, World, parent_context
+from .support import ParentSupport, fit_supports
 
 __all__ = ["AUTO_TOLERANCE", "DeepSCM", "MIN_ROWS", "NOISE_TEST_LEVEL"]
 
@@ -116,6 +117,9 @@ class DeepSCM:
         self.device = torch.device("cpu")
         #: per continuous node, the training range of each column (user units).
         self.ranges: dict[str, tuple[list[float], list[float]]] = {}
+        #: per node with a multi-column parent context, the summary of where the training
+        #: data's parent combinations lie (deepscm.scm.support).
+        self.support: dict[str, ParentSupport] = {}
         self._interventions: dict[str, Any] = {}
         self._edges: dict[tuple[str, str], Any] = {}
 
@@ -241,8 +245,10 @@ class DeepSCM:
             for n, (_, mech) in chosen.items():
                 if n_val and _closed_form(mech):
                     mech.after_fit(values[n][everything], contexts[n][everything])
+            support = fit_supports(contexts, everything, seed)
         mechanisms = {n: mech for n, (_, mech) in chosen.items()}
         self.schema, self.mechanisms, self.history, self.device = schema, mechanisms, history, dev
+        self.support = support
         columns = {v.name: data[v.columns].to_numpy(np.float64) for v in schema if v.kind == "continuous"}
         self.ranges = {n: (x.min(axis=0).tolist(), x.max(axis=0).tolist()) for n, x in columns.items()}
         best = {n: scores[n][label] for n, (label, _) in chosen.items() if n in scores}
@@ -417,22 +423,28 @@ class DeepSCM:
             with torch.no_grad():
                 values = engine.propagate(self, noise, worlds, independent=independent)
                 frames = {name: engine.decode(self, values[name], w, noise=noise) for name, w in worlds.items()}
-                return frames, engine.outside_shares(self, worlds, values)
+                # the joint-support share on about engine.SUPPORT_ROWS rows over all chunks
+                joint = engine.off_support_shares(self, worlds, values, -(-engine.SUPPORT_ROWS // len(starts)))
+                return frames, engine.outside_shares(self, worlds, values), joint
 
         with torch.no_grad():
             results = chunks.map_in_order(finish, draws(), len(starts), self.device)
         shares: dict[str, dict[str, float]] = {}
-        for (frames, chunk_shares), start in zip(results, starts):
+        joint: dict[str, dict[str, float]] = {}
+        for (_, chunk_shares, chunk_joint), start in zip(results, starts):
             weight = min(size, n - start) / n
-            for name, per_node in chunk_shares.items():
-                for node, share in per_node.items():
-                    shares.setdefault(name, {})[node] = shares.get(name, {}).get(node, 0.0) + weight * share
+            for into, part in ((shares, chunk_shares), (joint, chunk_joint)):
+                for name, per_node in part.items():
+                    for node, share in per_node.items():
+                        into.setdefault(name, {})[node] = into.get(name, {}).get(node, 0.0) + weight * share
         found = engine.extrapolated(self, worlds, shares)
+        joint = engine.off_support(self, worlds, joint)
         out = {}
         for name in worlds:
-            parts = [frames[name] for frames, _ in results]
+            parts = [frames[name] for frames, _, _ in results]
             frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
             frame.attrs["extrapolated"] = found.get(name, {})
+            frame.attrs["off_support"] = joint.get(name, {})
             out[name] = frame
         return out
 
@@ -446,6 +458,7 @@ class DeepSCM:
             noise = engine.abduct(self, factual, needs, n_samples, generator)
             values = engine.propagate(self, noise, worlds, factual, generator)
             found = engine.extrapolated(self, worlds, engine.outside_shares(self, worlds, values))
+            joint = engine.off_support(self, worlds, engine.off_support_shares(self, worlds, values))
         reps = noise.units.cpu().numpy()
         out = {}
         for name, world in worlds.items():
@@ -460,6 +473,7 @@ class DeepSCM:
                 )
             frame.attrs["abduction"] = self._abduction_kinds(changed, noise)
             frame.attrs["extrapolated"] = found.get(name, {})
+            frame.attrs["off_support"] = joint.get(name, {})
             out[name] = frame
         return out
 
@@ -595,6 +609,7 @@ class DeepSCM:
             c: ("mean" if k == "draws" else k) for c, k in out.attrs["abduction"].items()
         }
         reduced.attrs["extrapolated"] = out.attrs["extrapolated"]
+        reduced.attrs["off_support"] = out.attrs["off_support"]
         return reduced
 
     # ------------------------------------------------------------------ rung-3 queries
@@ -651,6 +666,21 @@ class DeepSCM:
     def removed_edges(self) -> dict[tuple[str, str], Any]:
         """Edges removed by :meth:`without_edges`, with what the child reads instead."""
         return dict(self._edges)
+
+    def outside_support(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Per row of ``data`` (every column of the graph, e.g. a :meth:`counterfactual`
+        result) and per node with a multi-column parent context: whether the row's
+        combination of that node's parents lies outside where the training data's
+        combinations lie (``True``: the node's mechanism extrapolates there). The summary
+        and its threshold are in :mod:`deepscm.scm.support`; queries report the share of such
+        rows in ``result.attrs["off_support"]`` and warn above 2 %."""
+        self._require_fitted()
+        values = engine.encode(self, data, "support check")
+        flags = {
+            node: summary.outside(engine.context(self, node, values, len(data)))
+            for node, summary in self.support.items()
+        }
+        return pd.DataFrame(flags, index=data.index, columns=list(self.support))
 
     # ------------------------------------------------------------------ likelihood
     def log_prob(
@@ -715,6 +745,7 @@ class DeepSCM:
             "schema": self.schema.to_list(),
             "mechanisms": {n: m.config() for n, m in self.mechanisms.items()},
             "ranges": self.ranges,
+            "support": {n: s.to_dict() for n, s in self.support.items()},
             "fit": self.fit_info,
         }
         return io.write_bundle(path, tensors, meta)
@@ -736,6 +767,13 @@ class DeepSCM:
                 n: _rebuild_mechanism(n, meta["mechanisms"][n], tensors, graph, schema) for n in graph.nodes
             }
             scm.ranges = {n: (list(lo), list(hi)) for n, (lo, hi) in meta.get("ranges", {}).items()}
+            scm.support = {n: ParentSupport.from_dict(d) for n, d in meta.get("support", {}).items()}
+            graph.check_nodes(scm.support, "the parent-support summaries")
+            for n, summary in scm.support.items():
+                width = sum(schema[p].context_dim for p in graph.parents(n))
+                if summary.center.shape != (width,):
+                    raise ValueError(f"the parent-support summary of {n!r} has {len(summary.center)} "
+                                     f"columns; its parents have {width}")
             scm.fit_info = meta.get("fit", {})
         except ModelFileError:
             raise
