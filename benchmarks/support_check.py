@@ -1,0 +1,173 @@
+"""The joint-support check (``deepscm.scm.support``) on the SCM suite: how often it flags
+held-out observational rows, and how much of the counterfactual error sits in the rows it flags.
+
+For each SCM and seed, issue 11's protocol (``scm_suite.py``: 5,000 training rows, the
+default ``DeepSCM(graph).fit(data, seed=seed)``, 100 test units, interventions at 20 values
+between the 10 % and 90 % quantiles of each intervention node): every counterfactual pair
+(unit, value) of every node that the intervention changes through its parents and that has
+a support summary (a parent context of two or more columns) is scored by
+``scm.outside_support(cf)``, and its squared error against the true counterfactual is taken
+in units of the node's training variance. Reported per SCM: the share of 5,000 fresh
+observational rows flagged (false alarms), the share of counterfactual pairs flagged, the
+share of the squared error they carry and the mean squared error inside against outside, and
+the seconds the summaries add to a fit.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/support_check.py            # 12 SCMs × 3 seeds
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/support_check.py --quick    # 2 SCMs × 1 seed
+
+Writes ``benchmarks/results/support_check.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+import scm_suite as suite  # noqa: E402
+from deepscm import ExtrapolationWarning  # noqa: E402
+from deepscm.scm import engine  # noqa: E402
+from deepscm.scm.support import FACTOR, fit_support  # noqa: E402
+from deepscm.studies.report import write_json  # noqa: E402
+from machine import machine_info  # noqa: E402
+
+SCMS = ["textbook", "dcm_triangle_nonlinear", "dcm_chain_nonlinear", "dcm_diamond_nonlinear",
+        "dcm_y_nonlinear", "realistic_clinical", "realistic_environment", "realistic_pharmacokinetic",
+        "realistic_economics", "basic_collider_nonadditive", "vaca_triangle_nonadditive",
+        "dcm_ladder_nonlinear"]
+FRESH_ROWS = 5000
+
+
+def run_one(name: str, seed: int) -> dict:
+    gt = suite.load_scm(name)
+    idx = suite._seed_index(name)
+    truth = suite.truth_for(gt, idx, seed)
+    model = suite.DeepModel("default")
+    model.fit(gt, truth["data"], seed)
+    scm = model.model
+    checked = sorted(scm.support, key=scm.graph.nodes.index)
+    out = {"scm": name, "seed": seed, "nodes_checked": checked}
+    if not checked:
+        return out
+    # what the summaries cost: fitted again on the same encoded contexts, timed
+    values = engine.encode(scm, truth["data"])
+    started = time.perf_counter()
+    for node in checked:
+        fit_support(engine.context(scm, node, values, len(truth["data"])), seed)
+    out["support_fit_s"] = time.perf_counter() - started
+    out["fit_s"] = scm.fit_info["seconds"]
+    fresh = gt.sample(FRESH_ROWS, seed=suite._seed(idx, seed, 99))
+    out["false_flag_share"] = float(scm.outside_support(fresh).to_numpy().mean())
+    sq_in = sq_out = 0.0
+    n_in = n_out = 0
+    warned = 0
+    variance = {c: float(truth["data"][c].var()) for c in checked}
+    for q in truth["queries"]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ExtrapolationWarning)
+            cf = scm.counterfactual(truth["units"], do={q["node"]: q["value"]})
+        warned += any("combination of its parents" in str(w.message) for w in caught)
+        flags = scm.outside_support(cf)
+        for j, node in enumerate(q["desc"]):
+            if node not in variance or node == q["node"]:
+                continue
+            err = (cf[node].to_numpy(float) - q["cf_true"][:, j]) ** 2 / variance[node]
+            off = flags[node].to_numpy()
+            sq_out += float(err[off].sum())
+            sq_in += float(err[~off].sum())
+            n_out += int(off.sum())
+            n_in += int((~off).sum())
+    total = n_in + n_out
+    out.update({
+        "pairs": total, "flagged_share": n_out / total if total else 0.0,
+        "error_share_flagged": sq_out / (sq_in + sq_out) if sq_in + sq_out else 0.0,
+        "mse_inside": sq_in / n_in if n_in else None, "mse_outside": sq_out / n_out if n_out else None,
+        "queries_warned": warned, "queries": len(truth["queries"]),
+    })
+    return out
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def markdown(meta: dict, rows: list[dict]) -> str:
+    lines = [
+        "# The joint-support check on the SCM suite", "",
+        f"Command: `{meta['command']}`  ",
+        f"Date: {meta['machine']['date']}; torch {meta['machine'].get('torch')}, "
+        f"1 thread; run time {meta['runtime_s']:.0f} s.", "",
+        "Default fits, issue 11's protocol (5,000 rows; 100 units × 20 values per intervention "
+        f"node). A row is flagged when its parents' scaled distance to every cluster exceeds "
+        f"{FACTOR} (`deepscm.scm.support`). *False flags*: share of {FRESH_ROWS:,} fresh "
+        "observational rows flagged. *Flagged pairs*: counterfactual (unit, value) pairs of "
+        "the nodes checked that the model's own counterfactual parents put outside the "
+        "support; *their error*: their share of the squared counterfactual error (in units "
+        "of each node's variance); MSE inside / outside; *warned*: queries that raised the "
+        "warning (> 2 % of rows). Means over seeds; per-seed rows in the JSON.", "",
+        "| SCM | nodes checked | false flags | flagged pairs | their error | MSE inside | MSE outside | warned | summaries s (fit s) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    by_scm: dict[str, list[dict]] = {}
+    for r in rows:
+        by_scm.setdefault(r["scm"], []).append(r)
+    for name, rs in by_scm.items():
+        if not rs[0]["nodes_checked"]:
+            lines.append(f"| {name} | none (no node has two parent columns) | | | | | | | |")
+            continue
+
+        def mean(key: str) -> float | None:
+            vals = [r[key] for r in rs if r.get(key) is not None]
+            return float(np.mean(vals)) if vals else None
+
+        warned = sum(r["queries_warned"] for r in rs)
+        queries = sum(r["queries"] for r in rs)
+        lines.append(
+            f"| {name} | {', '.join(rs[0]['nodes_checked'])} | {mean('false_flag_share'):.2%} | "
+            f"{mean('flagged_share'):.1%} | {mean('error_share_flagged'):.1%} | "
+            f"{_fmt(mean('mse_inside'), '.4f')} | {_fmt(mean('mse_outside'), '.4f')} | "
+            f"{warned}/{queries} | {mean('support_fit_s'):.2f} ({mean('fit_s'):.1f}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scms", default=",".join(SCMS))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=str(ROOT / "results"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    scms = ["dcm_triangle_nonlinear", "realistic_clinical"] if args.quick else args.scms.split(",")
+    seeds = [0] if args.quick else list(range(args.seeds))
+    started = time.perf_counter()
+    rows = []
+    for name in scms:
+        for seed in seeds:
+            r = run_one(name, seed)
+            rows.append(r)
+            if r["nodes_checked"]:
+                print(f"{name} seed {seed}: false {r['false_flag_share']:.2%}, flagged {r['flagged_share']:.1%} "
+                      f"carry {r['error_share_flagged']:.1%} of the error", flush=True)
+    meta = {"command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/support_check.py"
+                       + (" --quick" if args.quick else ""),
+            "machine": machine_info(), "runtime_s": time.perf_counter() - started}
+    name = "support_check_quick" if args.quick else "support_check"
+    out = Path(args.out)
+    write_json(out / f"{name}.json", {"meta": meta, "rows": rows})
+    (out / f"{name}.md").write_text(markdown(meta, rows))
+    print(markdown(meta, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
