@@ -120,8 +120,11 @@ def fit_support(context: torch.Tensor, seed: int = 0) -> ParentSupport | None:
 
 
 def fit_supports(contexts: Mapping[str, torch.Tensor], rows: torch.Tensor, seed: int = 0) -> dict[str, ParentSupport]:
-    """:func:`fit_support` of every node's context on the training ``rows``; nodes without a
-    summary are left out."""
+    """:func:`fit_support` of every node's context on the training ``rows`` (at most
+    :data:`MAX_ROWS` of them, evenly spaced: a random subsample of shuffled rows); nodes
+    without a summary are left out."""
+    if len(rows) > MAX_ROWS:
+        rows = rows[torch.linspace(0, len(rows) - 1, MAX_ROWS, device=rows.device).round().long()]
     out = {}
     for node, ctx in contexts.items():
         support = fit_support(ctx[rows], seed)
