@@ -14,13 +14,17 @@ the seconds the summaries add to a fit.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/support_check.py            # 12 SCMs × 3 seeds
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/support_check.py --quick    # 2 SCMs × 1 seed
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/support_check.py --scms dcm_triangle_nonlinear,dcm_diamond_nonlinear \
+        --models flow,diffusion --name support_check_models   # the same split for other families
 
-Writes ``benchmarks/results/support_check.{json,md}``.
+Writes ``benchmarks/results/support_check.{json,md}`` (or ``--name``). The summaries depend
+on the data and the seed only, so every model of one SCM and seed is scored on the same flags.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -46,15 +50,15 @@ SCMS = ["textbook", "dcm_triangle_nonlinear", "dcm_chain_nonlinear", "dcm_diamon
 FRESH_ROWS = 5000
 
 
-def run_one(name: str, seed: int) -> dict:
+def run_one(name: str, seed: int, kind: str = "default") -> dict:
     gt = suite.load_scm(name)
     idx = suite._seed_index(name)
     truth = suite.truth_for(gt, idx, seed)
-    model = suite.DeepModel("default")
+    model = suite.DeepModel(kind)
     model.fit(gt, truth["data"], seed)
     scm = model.model
     checked = sorted(scm.support, key=scm.graph.nodes.index)
-    out = {"scm": name, "seed": seed, "nodes_checked": checked}
+    out = {"scm": name, "model": kind, "seed": seed, "nodes_checked": checked}
     if not checked:
         return out
     # what the summaries cost: fitted again on the same encoded contexts, timed
@@ -113,15 +117,15 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "support; *their error*: their share of the squared counterfactual error (in units "
         "of each node's variance); MSE inside / outside; *warned*: queries that raised the "
         "warning (> 2 % of rows). Means over seeds; per-seed rows in the JSON.", "",
-        "| SCM | nodes checked | false flags | flagged pairs | their error | MSE inside | MSE outside | warned | summaries s (fit s) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| SCM | model | nodes checked | false flags | flagged pairs | their error | MSE inside | MSE outside | warned | summaries s (fit s) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    by_scm: dict[str, list[dict]] = {}
+    by_scm: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
-        by_scm.setdefault(r["scm"], []).append(r)
-    for name, rs in by_scm.items():
+        by_scm.setdefault((r["scm"], r.get("model", "default")), []).append(r)
+    for (name, kind), rs in by_scm.items():
         if not rs[0]["nodes_checked"]:
-            lines.append(f"| {name} | none (no node has two parent columns) | | | | | | | |")
+            lines.append(f"| {name} | {kind} | none (no node has two parent columns) | | | | | | | |")
             continue
 
         def mean(key: str) -> float | None:
@@ -131,7 +135,7 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         warned = sum(r["queries_warned"] for r in rs)
         queries = sum(r["queries"] for r in rs)
         lines.append(
-            f"| {name} | {', '.join(rs[0]['nodes_checked'])} | {mean('false_flag_share'):.2%} | "
+            f"| {name} | {kind} | {', '.join(rs[0]['nodes_checked'])} | {mean('false_flag_share'):.2%} | "
             f"{mean('flagged_share'):.1%} | {mean('error_share_flagged'):.1%} | "
             f"{_fmt(mean('mse_inside'), '.4f')} | {_fmt(mean('mse_outside'), '.4f')} | "
             f"{warned}/{queries} | {mean('support_fit_s'):.2f} ({mean('fit_s'):.1f}) |"
@@ -143,9 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scms", default=",".join(SCMS))
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--models", default="default",
+                   help="comma-separated: default, flow, diffusion (scm_suite's DeepModel kinds)")
+    p.add_argument("--name", default=None, help="results/<name>.{json,md} (default support_check)")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--render", action="store_true", help="only rewrite the markdown from the JSON")
     p.add_argument("--out", default=str(ROOT / "results"))
     args = p.parse_args(argv)
+    if args.render:
+        name = args.name or "support_check"
+        saved = json.loads((Path(args.out) / f"{name}.json").read_text())
+        (Path(args.out) / f"{name}.md").write_text(markdown(saved["meta"], saved["rows"]))
+        return 0
     torch.set_num_threads(1)
     scms = ["dcm_triangle_nonlinear", "realistic_clinical"] if args.quick else args.scms.split(",")
     seeds = [0] if args.quick else list(range(args.seeds))
@@ -153,15 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in scms:
         for seed in seeds:
-            r = run_one(name, seed)
-            rows.append(r)
-            if r["nodes_checked"]:
-                print(f"{name} seed {seed}: false {r['false_flag_share']:.2%}, flagged {r['flagged_share']:.1%} "
-                      f"carry {r['error_share_flagged']:.1%} of the error", flush=True)
-    meta = {"command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/support_check.py"
-                       + (" --quick" if args.quick else ""),
+            for kind in args.models.split(","):
+                r = run_one(name, seed, kind)
+                rows.append(r)
+                if r["nodes_checked"]:
+                    print(f"{name} {kind} seed {seed}: false {r['false_flag_share']:.2%}, flagged "
+                          f"{r['flagged_share']:.1%} carry {r['error_share_flagged']:.1%} of the error", flush=True)
+    meta = {"command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/support_check.py " + " ".join(
+                argv if argv is not None else sys.argv[1:]),
             "machine": machine_info(), "runtime_s": time.perf_counter() - started}
-    name = "support_check_quick" if args.quick else "support_check"
+    name = args.name or ("support_check_quick" if args.quick else "support_check")
     out = Path(args.out)
     write_json(out / f"{name}.json", {"meta": meta, "rows": rows})
     (out / f"{name}.md").write_text(markdown(meta, rows))
