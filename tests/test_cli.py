@@ -140,6 +140,16 @@ def test_counterfactual_recomputes_descendants(files):
     assert "exact: x1, x2" in result.stderr
 
 
+def test_a_deepscm_warning_is_one_line_on_stderr(files):
+    """do(x1 := 5) leaves x1's training range: the warning is one 'warning: ' line, without
+    Python's source location."""
+    result = run("counterfactual", files["model"], "--data", files["units"], "--do", "x1=5")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(lines) == 1 and "'x1' is set to values outside its training range" in lines[0], result.stderr
+    assert "ExtrapolationWarning" not in result.stderr and ".py:" not in result.stderr
+
+
 def test_counterfactual_with_several_draws_has_unit_and_draw_columns(files):
     result = run("counterfactual", files["model"], "--data", files["units"], "--do", "x1=5",
                  "--n-samples", 3)

@@ -28,6 +28,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import Any
 import click
 
 from ._version import __version__
-from .errors import DeepSCMError
+from .errors import DeepSCMError, DeepSCMWarning
 from .mechanisms import registry
 
 __all__ = ["CLIError", "csv_read_options", "main", "parse_interventions"]
@@ -65,8 +66,21 @@ def _fail(message: object, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """deepscm's own warnings as one ``warning: ...`` line on stderr (no source location);
+    any other warning as Python shows it."""
+    if issubclass(category, DeepSCMWarning):
+        click.echo(f"warning: {_one_line(message)}", err=True)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
 class _Group(click.Group):
-    """A click group whose every failure is one line on stderr.
+    """A click group whose every failure is one line on stderr, as is each of deepscm's
+    warnings (e.g. an :class:`~deepscm.ExtrapolationWarning`).
 
     A bare ``deepscm`` prints the help (exit status 0). Click's usage errors, :class:`CLIError`
     and the library's :class:`DeepSCMError` exit with status 2; an unexpected exception (a bug) exits with status 1 and a one-line summary, or
@@ -77,7 +91,9 @@ class _Group(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as err:  # bare `deepscm`: the normal help
             click.echo(err.ctx.get_help())
             sys.exit(0)
