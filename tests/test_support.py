@@ -104,6 +104,12 @@ def test_interventional_samples_report_the_share_and_observational_rows_pass(fit
     assert share < 0.01
 
 
+def test_summary_lists_the_clusters_of_each_checked_node(fitted):
+    clusters = fitted.summary()["support clusters"]
+    assert clusters["x1"] == 0 and clusters["x2"] == 0  # no parent, one parent column
+    assert clusters["y"] == len(fitted.support["y"].radius) >= 2
+
+
 def test_support_is_saved_without_pickle_and_checked_on_load(fitted, tmp_path):
     path = fitted.save(tmp_path / "m")
     loaded = ds.DeepSCM.load(path)

@@ -337,9 +337,10 @@ class DeepSCM:
     def summary(self) -> pd.DataFrame:
         """One row per node: kind, mechanism, abduction and likelihood kinds, the held-out
         score, and — for nodes selected automatically — every candidate's held-out score (the
-        chosen one starred) and the p-value of the HSIC test of the linear candidate's noise
+        chosen one starred), the p-value of the HSIC test of the linear candidate's noise
         against the parents (below :data:`NOISE_TEST_LEVEL`, the non-linear candidates were
-        fitted too; ``None`` for a root)."""
+        fitted too; ``None`` for a root), and the clusters summarising where the node's
+        parent combinations lie (``0``: not checked; :mod:`deepscm.scm.support`)."""
         self._require_fitted()
         rows = []
         for node in self.graph.nodes:
@@ -360,6 +361,7 @@ class DeepSCM:
                     for label, score in selection["scores"].items()
                 ),
                 "linear noise test p": None if selection is None else selection["noise_test"]["p_value"],
+                "support clusters": len(self.support[node].radius) if node in self.support else 0,
             })
         return pd.DataFrame(rows).set_index("node")
 
