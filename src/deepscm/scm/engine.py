@@ -37,7 +37,7 @@ from ..graph import CausalGraph
 from ..interventions import Intervention, Set, as_intervention, evaluate
 from ..mechanisms.base import Mechanism
 from ..variables import Schema
-from .support import ParentSupport
+from .support import ParentSupport, even_rows
 
 __all__ = [
     "FACTUAL",
@@ -380,11 +380,11 @@ def off_support_shares(
         if not world.do and not world.edges:
             continue
         unchecked = set(world.do) | {child for _, child in world.edges}
+        n = len(next(iter(values[name].values())))
+        rows = even_rows(n, max_rows, model.device)
         for node in sorted(changed_nodes(model, world) - unchecked, key=model.graph.nodes.index):
             if node not in supports:
                 continue
-            n = len(next(iter(values[name].values())))
-            rows = torch.linspace(0, n - 1, max(1, min(n, max_rows)), device=model.device).round().long()
             subset = {p: values[name][p][rows] for p in model.graph.parents(node)}
             ctx = context(model, node, subset, len(rows))
             shares.setdefault(name, {})[node] = float(supports[node].outside(ctx).mean())

@@ -772,7 +772,7 @@ class DeepSCM:
             scm.support = {n: ParentSupport.from_dict(d) for n, d in meta.get("support", {}).items()}
             graph.check_nodes(scm.support, "the parent-support summaries")
             for n, summary in scm.support.items():
-                width = sum(schema[p].context_dim for p in graph.parents(n))
+                width = scm._spec(n, schema).context_dim
                 if summary.center.shape != (width,):
                     raise ValueError(f"the parent-support summary of {n!r} has {len(summary.center)} "
                                      f"columns; its parents have {width}")

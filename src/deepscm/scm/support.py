@@ -45,6 +45,12 @@ MAX_DIM = 64
 _BLOCK = 8192
 
 
+def even_rows(n: int, m: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``min(n, m)`` evenly spaced row indices of ``0..n−1`` (all rows when ``n ≤ m``; of
+    shuffled rows, a random subsample)."""
+    return torch.linspace(0, n - 1, max(1, min(n, m)), device=device).round().long()
+
+
 @dataclass(frozen=True)
 class ParentSupport:
     """The k-means summary of one node's training contexts (module docstring)."""
@@ -96,7 +102,7 @@ def fit_support(context: torch.Tensor, seed: int = 0) -> ParentSupport | None:
         return None
     c = context.detach().cpu().numpy().astype(np.float64)
     if n > MAX_ROWS:
-        c = c[np.linspace(0, n - 1, MAX_ROWS).round().astype(int)]
+        c = c[even_rows(n, MAX_ROWS).numpy()]
     center = np.median(c, axis=0)
     q75, q25 = np.percentile(c, [75, 25], axis=0)
     scale = (q75 - q25) / 1.349
@@ -123,8 +129,7 @@ def fit_supports(contexts: Mapping[str, torch.Tensor], rows: torch.Tensor, seed:
     """:func:`fit_support` of every node's context on the training ``rows`` (at most
     :data:`MAX_ROWS` of them, evenly spaced: a random subsample of shuffled rows); nodes
     without a summary are left out."""
-    if len(rows) > MAX_ROWS:
-        rows = rows[torch.linspace(0, len(rows) - 1, MAX_ROWS, device=rows.device).round().long()]
+    rows = rows[even_rows(len(rows), MAX_ROWS, rows.device)]
     out = {}
     for node, ctx in contexts.items():
         support = fit_support(ctx[rows], seed)
