@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 
@@ -118,3 +119,41 @@ def test_support_is_saved_without_pickle_and_checked_on_load(fitted, tmp_path):
     meta_file = next(p for p in path.iterdir() if p.suffix == ".json")
     meta = json.loads(meta_file.read_text())
     assert set(meta["support"]) == {"y"}
+
+
+def test_cli_flag_support_names_the_nodes_outside_per_row(fitted, tmp_path):
+    """``--flag-support`` appends, per row, the checked nodes whose parents lie outside: for
+    do(x2 := 1.5), 'y' exactly on the units with x1 far below 1.5, and nothing on the others."""
+    from click.testing import CliRunner
+
+    from deepscm.cli import csv_read_options, main
+
+    model = fitted.save(tmp_path / "m")
+    units = _confounded(200, seed=1)
+    units = units[(units["x1"] < -1) | ((units["x1"] > 1.2) & (units["x1"] < 1.8))]
+    units.to_csv(tmp_path / "units.csv", index=False)
+    run = CliRunner().invoke(main, ["counterfactual", str(model), "--data", str(tmp_path / "units.csv"),
+                                    "--do", "x2=1.5", "--flag-support"], catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    cf = pd.read_csv(io.StringIO(run.stdout), **csv_read_options())
+    assert list(cf.columns) == ["x1", "x2", "y", "outside_support"]
+    flagged = (cf["outside_support"] == "y").to_numpy()
+    np.testing.assert_array_equal(flagged, units["x1"].to_numpy() < -1)
+    assert cf["outside_support"][~flagged].isna().all()  # an empty field: nothing outside
+    sample = CliRunner().invoke(main, ["sample", str(model), "-n", 2000, "--do", "x2=2.5", "--seed", 0,
+                                       "--flag-support"], catch_exceptions=False)
+    assert sample.exit_code == 0, sample.output
+    drawn = pd.read_csv(io.StringIO(sample.stdout), **csv_read_options())
+    assert (drawn["outside_support"] == "y").mean() > 0.9
+
+
+def test_cli_flag_support_refuses_a_model_with_a_column_of_its_name(tmp_path):
+    from click.testing import CliRunner
+
+    from deepscm.cli import main
+
+    data = _confounded(300).rename(columns={"y": "outside_support"})
+    model = ds.DeepSCM("x1 -> x2; x1 -> outside_support; x2 -> outside_support",
+                       mechanisms="linear").fit(data, seed=0, progress=False).save(tmp_path / "m")
+    run = CliRunner().invoke(main, ["sample", str(model), "-n", 10, "--flag-support"])
+    assert run.exit_code == 2 and "already a column of the model" in run.stderr

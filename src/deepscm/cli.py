@@ -389,6 +389,36 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+SUPPORT_COLUMN = "outside_support"
+
+_flag_support_option = click.option(
+    "--flag-support", is_flag=True, default=False,
+    help=f"Append a column '{SUPPORT_COLUMN}' naming, per row, the nodes whose parents take a "
+         "combination unlike any in the training data (';'-separated; empty when none): the "
+         "rows where those nodes' mechanisms extrapolate.")
+
+
+def _check_support_column(scm) -> None:
+    """Refuse ``--flag-support`` before any work when the model has a column of its name."""
+    if SUPPORT_COLUMN in scm.schema.columns:
+        raise CLIError(f"--flag-support writes a column {SUPPORT_COLUMN!r}, which is already a "
+                       "column of the model; leave out --flag-support")
+
+
+def _flag_support(scm, frame):
+    """``frame`` with the :data:`SUPPORT_COLUMN` column: per row, the nodes that the query
+    changes through their parents (those of ``frame.attrs["off_support"]``) whose parent
+    combination :meth:`deepscm.DeepSCM.outside_support` puts outside the training support."""
+    checked = list(frame.attrs.get("off_support", {}))
+    out = frame.copy()
+    if not checked:
+        out[SUPPORT_COLUMN] = ""
+        return out
+    flags = scm.outside_support(frame)[checked].to_numpy()
+    out[SUPPORT_COLUMN] = [";".join(n for n, f in zip(checked, row) if f) for row in flags]
+    return out
+
+
 def _describe(texts: list[str]) -> str:
     return f"do({', '.join(texts)})" if texts else "no intervention"
 
@@ -520,8 +550,9 @@ def _fit_summary(scm, out: str, seconds: float) -> str:
 @_shift_option
 @click.option("--seed", type=int, default=None, help="Random seed (default: fresh randomness).")
 @click.option("--out", "out", metavar="CSV", default=None, help="Output CSV (default: stdout).")
+@_flag_support_option
 @_device_option
-def sample(model, n, do, shift, seed, out, device) -> None:
+def sample(model, n, do, shift, seed, out, flag_support, device) -> None:
     """Draw samples from a fitted model, observational or under --do/--shift.
 
     \b
@@ -529,10 +560,15 @@ def sample(model, n, do, shift, seed, out, device) -> None:
       deepscm sample model/ -n 1000 --out samples.csv
       deepscm sample model/ -n 1000 --do "t=2" --do "sex=female"
       deepscm sample model/ -n 1000 --do "age=age+10"      (or --shift "age=+10")
+      deepscm sample model/ -n 1000 --do "age=80" --flag-support
     """
     scm = _load_model(model, device)
+    if flag_support:
+        _check_support_column(scm)
     interventions, texts = parse_interventions(scm.schema, do, shift)
     frame = scm.sample(n, do=interventions or None, seed=seed)
+    if flag_support:
+        frame = _flag_support(scm, frame)
     _write_csv(frame, out)
     if out not in (None, "-"):
         click.echo(f"wrote {len(frame)} samples under {_describe(texts)} to {out}", err=True)
@@ -548,27 +584,35 @@ def sample(model, n, do, shift, seed, out, device) -> None:
               help="Draws per unit; >1 matters where abduction is stochastic (categorical nodes).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", metavar="CSV", default=None, help="Output CSV (default: stdout).")
+@_flag_support_option
 @_device_option
-def counterfactual(model, data, do, shift, n_samples, seed, out, device) -> None:
+def counterfactual(model, data, do, shift, n_samples, seed, out, flag_support, device) -> None:
     """Counterfactuals of observed units: what would they have been under --do/--shift?
 
     Abduction, action, prediction: each unit's noise is inferred from its observed values, the
     intervention is applied, and the descendants of the intervened nodes are recomputed; every
     other column is returned unchanged. With --n-samples K > 1 the output has K rows per unit
     and leading 'unit' and 'draw' columns. A one-line note on stderr says which columns are
-    unchanged (factual), unique (point) or draws from a distribution (draws).
+    unchanged (factual), unique (point) or draws from a distribution (draws). With
+    --flag-support a last column names the nodes whose counterfactual parents were never seen
+    together in the training data (e.g. "ventricle_volume"), per row.
 
     \b
     Example:
       deepscm counterfactual model/ --data units.csv --do "age=80" --out cf.csv
+      deepscm counterfactual model/ --data units.csv --do "age=80" --flag-support
     """
     scm = _load_model(model, device)
+    if flag_support:
+        _check_support_column(scm)
     interventions, texts = parse_interventions(scm.schema, do, shift)
     if not interventions:
         raise CLIError("counterfactual needs an intervention: give --do NODE=VALUE or --shift NODE=+DELTA")
     units = _read_csv(data, "units")
     result = scm.counterfactual(units, do=interventions, n_samples=n_samples, seed=seed)
     kinds = result.attrs.get("abduction", {})
+    if flag_support:
+        result = _flag_support(scm, result)
     if n_samples > 1:
         result = result.reset_index()
         result = result.rename(columns={result.columns[0]: "unit"})
