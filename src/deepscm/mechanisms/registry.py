@@ -82,6 +82,14 @@ register(HierarchicalVAE, aliases=("hvae", "hierarchical-vae"))
 register(Adversarial, aliases=("adversarial", "gan"))
 
 
+#: the hidden widths of the automatic selection's spline-flow candidate. Narrower than
+#: :class:`ConditionalFlow`'s own default ``(64, 64)``: a scalar node's location and noise
+#: shape are functions of a few parents, and on 11 SCMs of the suite × 3 data seeds (5,000
+#: rows) ``(32, 32)`` fitted faster in 31 of 33 paired fits (27 % less time in all) with the
+#: same counterfactual accuracy (geometric-mean MSE ratio 0.98, lower in 17 of 33, 0.55–1.79)
+#: and held-out log-likelihood (higher in 16 of 33): ``benchmarks/auto_flow_width.py``.
+AUTO_FLOW_HIDDEN: tuple[int, ...] = (32, 32)
+
 #: node kind → the candidates automatic selection compares, preferred first: (label, factory).
 #: The order is the tie-break (a candidate is kept while within the tolerance of the best) and
 #: it is about counterfactuals: a linear location extrapolates linearly; the flow's smooth
@@ -91,7 +99,7 @@ _CANDIDATES: dict[str, list[tuple[str, Callable[[], Mechanism]]]] = {
     "continuous": [
         ("linear", LinearGaussian),
         ("linear, kde noise", lambda: LinearGaussian(noise="kde")),
-        ("spline flow", ConditionalFlow),
+        ("spline flow", lambda: ConditionalFlow(hidden_features=AUTO_FLOW_HIDDEN)),
         ("boosted additive", BoostedAdditive),
     ],
     "discrete": [("categorical", Categorical)],

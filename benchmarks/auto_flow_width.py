@@ -1,0 +1,147 @@
+"""The hidden widths of automatic selection's spline-flow candidate
+(``deepscm.mechanisms.registry.AUTO_FLOW_HIDDEN``): fit time and accuracy of default fits.
+
+For each SCM × data seed (11, 21, 31; 5,000 rows) the default ``DeepSCM(graph).fit(data,
+seed=0)`` runs once per width, the widths interleaved (reversed on the middle seed) so that
+a drift of the shared machine's load falls on both. Scored: fit seconds, the mean held-out
+log-likelihood of 2,000 fresh rows, and the counterfactual MSE in units of each descendant's
+variance (500 units with their true noise; interventions at the 10 %, 50 % and 90 %
+quantiles of every intervention node), averaged over interventions. One thread.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/auto_flow_width.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/auto_flow_width.py --scms dcm_triangle_nonlinear --widths 64x64,32x32
+
+Writes ``benchmarks/results/auto_flow_width.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import deepscm as ds  # noqa: E402
+from deepscm.datasets import load_scm  # noqa: E402
+from deepscm.mechanisms import registry  # noqa: E402
+from deepscm.studies.report import write_json  # noqa: E402
+from machine import machine_info  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+SCMS = ["dcm_triangle_nonlinear", "dcm_chain_nonlinear", "dcm_diamond_nonlinear", "dcm_y_nonlinear",
+        "basic_collider_nonadditive", "vaca_triangle_nonadditive", "realistic_clinical",
+        "realistic_environment", "realistic_pharmacokinetic", "realistic_economics", "dcm_ladder_nonlinear"]
+DATA_SEEDS = (11, 21, 31)
+
+
+def fit_and_score(name: str, data_seed: int, width: tuple[int, ...]) -> dict:
+    """One default fit with the candidate's widths set to ``width``, scored (module docstring)."""
+    registry.AUTO_FLOW_HIDDEN = width
+    gt = load_scm(name)
+    data = gt.sample(5000, seed=data_seed)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ds.ExtrapolationWarning)
+        model = ds.DeepSCM(gt.graph).fit(data, seed=0, progress=False)
+        seconds = time.perf_counter() - started
+        loglik = float(model.log_prob(gt.sample(2000, seed=12)).mean())
+        units, noise = gt.sample(500, seed=13, return_noise=True)
+        sd = data.std(numeric_only=True)
+        errors = []
+        for node in gt.intervention_nodes:
+            if node in gt.categorical:
+                continue
+            desc = [d for d in gt.descendants(node) if d not in gt.categorical]
+            for q in (0.1, 0.5, 0.9):
+                value = float(data[node].quantile(q))
+                truth = gt.counterfactual(units, {node: value}, noise=noise)
+                pred = model.counterfactual(units, do={node: value}, seed=0)
+                errors.append(float(np.mean([((pred[d] - truth[d]) / sd[d]).pow(2).mean() for d in desc])))
+    return {"scm": name, "data_seed": data_seed, "width": list(width), "fit_s": seconds,
+            "epochs_run": model.fit_info["epochs_run"], "test_loglik": loglik,
+            "cf_mse": float(np.mean(errors)),
+            "chosen": {n: s["chosen"] for n, s in model.fit_info["selection"].items()}}
+
+
+def markdown(meta: dict, rows: list[dict], widths: list[tuple[int, ...]]) -> str:
+    label = ["×".join(map(str, w)) for w in widths]
+    cell = {(r["scm"], r["data_seed"], "×".join(map(str, r["width"]))): r for r in rows}
+    scms = list(dict.fromkeys(r["scm"] for r in rows))
+    head = " / ".join(label)
+    lines = [
+        "# Automatic selection: the spline-flow candidate's hidden widths", "",
+        f"Command: `{meta['command']}`  ",
+        f"Date: {meta['machine']['date']}; torch {meta['machine']['torch']}; 1 thread; run time "
+        f"{meta['runtime_s']:.0f} s; load average at the start {meta['machine'].get('load_average_start')}.", "",
+        "Default fits (`DeepSCM(graph).fit(data, seed=0)`, 5,000 rows) with the candidate's widths "
+        f"{head}, interleaved. Test log-lik: mean over 2,000 fresh rows (higher is better); CF "
+        "MSE: counterfactuals of 500 units at the 10/50/90 % quantiles of each intervention "
+        "node, in units of each descendant's variance. Means over data seeds "
+        f"{', '.join(map(str, DATA_SEEDS))}; per-seed rows in the JSON.", "",
+        f"| SCM | fit s ({head}) | test log-lik | CF MSE |", "|---|---:|---:|---:|",
+    ]
+    for name in scms:
+        per = [[cell[(name, s, w)] for s in DATA_SEEDS if (name, s, w) in cell] for w in label]
+        lines.append(
+            f"| {name} | " + " / ".join(f"{np.mean([r['fit_s'] for r in rs]):.2f}" for rs in per)
+            + " | " + " / ".join(f"{np.mean([r['test_loglik'] for r in rs]):.4f}" for rs in per)
+            + " | " + " / ".join(f"{np.mean([r['cf_mse'] for r in rs]):.5f}" for rs in per) + " |"
+        )
+    if len(label) == 2:
+        pairs = [(cell[k[:2] + (label[0],)], cell[k]) for k in cell if k[2] == label[1] and k[:2] + (label[0],) in cell]
+        ratio = np.array([b["cf_mse"] / a["cf_mse"] for a, b in pairs])
+        time_a, time_b = sum(a["fit_s"] for a, _ in pairs), sum(b["fit_s"] for _, b in pairs)
+        lines += [
+            "", f"{label[1]} against {label[0]} over {len(pairs)} paired fits: faster in "
+            f"{sum(b['fit_s'] < a['fit_s'] for a, b in pairs)}, total fit time {time_b:.1f} s against "
+            f"{time_a:.1f} s ({time_b / time_a - 1:+.0%}); CF MSE lower in {int((ratio < 1).sum())} "
+            f"(geometric-mean ratio {np.exp(np.log(ratio).mean()):.2f}, range {ratio.min():.2f}–"
+            f"{ratio.max():.2f}); test log-lik higher in "
+            f"{sum(b['test_loglik'] > a['test_loglik'] for a, b in pairs)}; per-node choice "
+            f"different in {sum(a['chosen'] != b['chosen'] for a, b in pairs)}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scms", default=",".join(SCMS))
+    p.add_argument("--widths", default="64x64,32x32", help="comma-separated, e.g. 64x64,32x32")
+    p.add_argument("--out", default=str(ROOT / "results"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    widths = [tuple(int(x) for x in w.split("x")) for w in args.widths.split(",")]
+    default = registry.AUTO_FLOW_HIDDEN
+    machine = machine_info()
+    started = time.perf_counter()
+    rows = []
+    try:
+        for name in args.scms.split(","):
+            for i, seed in enumerate(DATA_SEEDS):
+                for width in (widths[::-1] if i == 1 else widths):
+                    rows.append(fit_and_score(name, seed, width))
+                    r = rows[-1]
+                    print(f"{name} seed {seed} {width}: {r['fit_s']:.2f} s, CF MSE {r['cf_mse']:.5f}", flush=True)
+    finally:
+        registry.AUTO_FLOW_HIDDEN = default
+    meta = {"command": " ".join(["OMP_NUM_THREADS=1 .venv/bin/python benchmarks/auto_flow_width.py",
+                                 *(argv if argv is not None else sys.argv[1:])]),
+            "machine": machine, "runtime_s": time.perf_counter() - started}
+    out = Path(args.out)
+    write_json(out / "auto_flow_width.json", {"meta": meta, "rows": rows})
+    text = markdown(meta, rows, widths)
+    (out / "auto_flow_width.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
