@@ -1,7 +1,7 @@
 """The hidden widths of automatic selection's spline-flow candidate
 (``deepscm.mechanisms.registry.AUTO_FLOW_HIDDEN``): fit time and accuracy of default fits.
 
-For each SCM × data seed (11, 21, 31; 5,000 rows) the default ``DeepSCM(graph).fit(data,
+For each SCM × data seed (11, 21, 31; 5,000 rows unless ``--rows``) the default ``DeepSCM(graph).fit(data,
 seed=0)`` runs once per width, the widths interleaved (reversed on the middle seed) so that
 a drift of the shared machine's load falls on both. Scored: fit seconds, the mean held-out
 log-likelihood of 2,000 fresh rows, and the counterfactual MSE in units of each descendant's
@@ -10,8 +10,10 @@ quantiles of every intervention node), averaged over interventions. One thread.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/auto_flow_width.py
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/auto_flow_width.py --scms dcm_triangle_nonlinear --widths 64x64,32x32
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/auto_flow_width.py --rows 50000 --data-seeds 11 \
+        --scms dcm_triangle_nonlinear,vaca_triangle_nonadditive,realistic_clinical --name auto_flow_width_50k
 
-Writes ``benchmarks/results/auto_flow_width.{json,md}``.
+Writes ``benchmarks/results/auto_flow_width.{json,md}`` (or ``--name``).
 """
 
 from __future__ import annotations
@@ -42,11 +44,11 @@ SCMS = ["dcm_triangle_nonlinear", "dcm_chain_nonlinear", "dcm_diamond_nonlinear"
 DATA_SEEDS = (11, 21, 31)
 
 
-def fit_and_score(name: str, data_seed: int, width: tuple[int, ...]) -> dict:
+def fit_and_score(name: str, data_seed: int, width: tuple[int, ...], rows: int = 5000) -> dict:
     """One default fit with the candidate's widths set to ``width``, scored (module docstring)."""
     registry.AUTO_FLOW_HIDDEN = width
     gt = load_scm(name)
-    data = gt.sample(5000, seed=data_seed)
+    data = gt.sample(rows, seed=data_seed)
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ds.ExtrapolationWarning)
@@ -65,13 +67,13 @@ def fit_and_score(name: str, data_seed: int, width: tuple[int, ...]) -> dict:
                 truth = gt.counterfactual(units, {node: value}, noise=noise)
                 pred = model.counterfactual(units, do={node: value}, seed=0)
                 errors.append(float(np.mean([((pred[d] - truth[d]) / sd[d]).pow(2).mean() for d in desc])))
-    return {"scm": name, "data_seed": data_seed, "width": list(width), "fit_s": seconds,
+    return {"scm": name, "data_seed": data_seed, "rows": rows, "width": list(width), "fit_s": seconds,
             "epochs_run": model.fit_info["epochs_run"], "test_loglik": loglik,
             "cf_mse": float(np.mean(errors)),
             "chosen": {n: s["chosen"] for n, s in model.fit_info["selection"].items()}}
 
 
-def markdown(meta: dict, rows: list[dict], widths: list[tuple[int, ...]]) -> str:
+def markdown(meta: dict, rows: list[dict], widths: list[tuple[int, ...]], seeds: list[int]) -> str:
     label = ["×".join(map(str, w)) for w in widths]
     cell = {(r["scm"], r["data_seed"], "×".join(map(str, r["width"]))): r for r in rows}
     scms = list(dict.fromkeys(r["scm"] for r in rows))
@@ -81,15 +83,15 @@ def markdown(meta: dict, rows: list[dict], widths: list[tuple[int, ...]]) -> str
         f"Command: `{meta['command']}`  ",
         f"Date: {meta['machine']['date']}; torch {meta['machine']['torch']}; 1 thread; run time "
         f"{meta['runtime_s']:.0f} s; load average at the start {meta['machine'].get('load_average_start')}.", "",
-        "Default fits (`DeepSCM(graph).fit(data, seed=0)`, 5,000 rows) with the candidate's widths "
+        f"Default fits (`DeepSCM(graph).fit(data, seed=0)`, {rows[0]['rows']:,} rows) with the candidate's widths "
         f"{head}, interleaved. Test log-lik: mean over 2,000 fresh rows (higher is better); CF "
         "MSE: counterfactuals of 500 units at the 10/50/90 % quantiles of each intervention "
         "node, in units of each descendant's variance. Means over data seeds "
-        f"{', '.join(map(str, DATA_SEEDS))}; per-seed rows in the JSON.", "",
+        f"{', '.join(map(str, seeds))}; per-seed rows in the JSON.", "",
         f"| SCM | fit s ({head}) | test log-lik | CF MSE |", "|---|---:|---:|---:|",
     ]
     for name in scms:
-        per = [[cell[(name, s, w)] for s in DATA_SEEDS if (name, s, w) in cell] for w in label]
+        per = [[cell[(name, s, w)] for s in seeds if (name, s, w) in cell] for w in label]
         lines.append(
             f"| {name} | " + " / ".join(f"{np.mean([r['fit_s'] for r in rs]):.2f}" for rs in per)
             + " | " + " / ".join(f"{np.mean([r['test_loglik'] for r in rs]):.4f}" for rs in per)
@@ -115,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scms", default=",".join(SCMS))
     p.add_argument("--widths", default="64x64,32x32", help="comma-separated, e.g. 64x64,32x32")
+    p.add_argument("--rows", type=int, default=5000)
+    p.add_argument("--data-seeds", default=",".join(map(str, DATA_SEEDS)))
+    p.add_argument("--name", default="auto_flow_width", help="results/<name>.{json,md}")
     p.add_argument("--out", default=str(ROOT / "results"))
     args = p.parse_args(argv)
+    seeds = [int(s) for s in args.data_seeds.split(",")]
     torch.set_num_threads(1)
     widths = [tuple(int(x) for x in w.split("x")) for w in args.widths.split(",")]
     default = registry.AUTO_FLOW_HIDDEN
@@ -125,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for name in args.scms.split(","):
-            for i, seed in enumerate(DATA_SEEDS):
+            for i, seed in enumerate(seeds):
                 for width in (widths[::-1] if i == 1 else widths):
-                    rows.append(fit_and_score(name, seed, width))
+                    rows.append(fit_and_score(name, seed, width, args.rows))
                     r = rows[-1]
                     print(f"{name} seed {seed} {width}: {r['fit_s']:.2f} s, CF MSE {r['cf_mse']:.5f}", flush=True)
     finally:
@@ -136,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                                  *(argv if argv is not None else sys.argv[1:])]),
             "machine": machine, "runtime_s": time.perf_counter() - started}
     out = Path(args.out)
-    write_json(out / "auto_flow_width.json", {"meta": meta, "rows": rows})
-    text = markdown(meta, rows, widths)
-    (out / "auto_flow_width.md").write_text(text)
+    write_json(out / f"{args.name}.json", {"meta": meta, "rows": rows})
+    text = markdown(meta, rows, widths, seeds)
+    (out / f"{args.name}.md").write_text(text)
     print(text)
     return 0
 
