@@ -6,7 +6,8 @@ seed=0)`` runs once per width, the widths interleaved (reversed on the middle se
 a drift of the shared machine's load falls on both. Scored: fit seconds, the mean held-out
 log-likelihood of 2,000 fresh rows, and the counterfactual MSE in units of each descendant's
 variance (500 units with their true noise; interventions at the 10 %, 50 % and 90 %
-quantiles of every intervention node), averaged over interventions. One thread.
+quantiles of every intervention node), averaged over interventions
+(``fit_scaling.held_out_scores``, the scores of its fit-option study). One thread.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/auto_flow_width.py
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/auto_flow_width.py --scms dcm_triangle_nonlinear --widths 64x64,32x32
@@ -35,6 +36,7 @@ import deepscm as ds  # noqa: E402
 from deepscm.datasets import load_scm  # noqa: E402
 from deepscm.mechanisms import registry  # noqa: E402
 from deepscm.studies.report import write_json  # noqa: E402
+from fit_scaling import held_out_scores  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -54,22 +56,10 @@ def fit_and_score(name: str, data_seed: int, width: tuple[int, ...], rows: int =
         warnings.simplefilter("ignore", ds.ExtrapolationWarning)
         model = ds.DeepSCM(gt.graph).fit(data, seed=0, progress=False)
         seconds = time.perf_counter() - started
-        loglik = float(model.log_prob(gt.sample(2000, seed=12)).mean())
-        units, noise = gt.sample(500, seed=13, return_noise=True)
-        sd = data.std(numeric_only=True)
-        errors = []
-        for node in gt.intervention_nodes:
-            if node in gt.categorical:
-                continue
-            desc = [d for d in gt.descendants(node) if d not in gt.categorical]
-            for q in (0.1, 0.5, 0.9):
-                value = float(data[node].quantile(q))
-                truth = gt.counterfactual(units, {node: value}, noise=noise)
-                pred = model.counterfactual(units, do={node: value}, seed=0)
-                errors.append(float(np.mean([((pred[d] - truth[d]) / sd[d]).pow(2).mean() for d in desc])))
+        loglik, cf_mse = held_out_scores(gt, data, model)
     return {"scm": name, "data_seed": data_seed, "rows": rows, "width": list(width), "fit_s": seconds,
             "epochs_run": model.fit_info["epochs_run"], "test_loglik": loglik,
-            "cf_mse": float(np.mean(errors)),
+            "cf_mse": cf_mse,
             "chosen": {n: s["chosen"] for n, s in model.fit_info["selection"].items()}}
 
 
