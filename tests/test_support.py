@@ -140,6 +140,7 @@ def test_cli_flag_support_names_the_nodes_outside_per_row(fitted, tmp_path):
     flagged = (cf["outside_support"] == "y").to_numpy()
     np.testing.assert_array_equal(flagged, units["x1"].to_numpy() < -1)
     assert cf["outside_support"][~flagged].isna().all()  # an empty field: nothing outside
+    assert f"{flagged.sum()} of {len(units)} row(s) outside the training support" in run.stderr
     sample = CliRunner().invoke(main, ["sample", str(model), "-n", 2000, "--do", "x2=2.5", "--seed", 0,
                                        "--flag-support"], catch_exceptions=False)
     assert sample.exit_code == 0, sample.output

@@ -419,6 +419,14 @@ def _flag_support(scm, frame):
     return out
 
 
+def _flag_note(frame) -> str:
+    """`` (K row(s) outside ...)`` for the stderr line of a --flag-support query."""
+    if SUPPORT_COLUMN not in frame.columns:
+        return ""
+    flagged = int((frame[SUPPORT_COLUMN] != "").sum())
+    return f"; {flagged} of {len(frame)} row(s) outside the training support (column {SUPPORT_COLUMN!r})"
+
+
 def _describe(texts: list[str]) -> str:
     return f"do({', '.join(texts)})" if texts else "no intervention"
 
@@ -571,7 +579,7 @@ def sample(model, n, do, shift, seed, out, flag_support, device) -> None:
         frame = _flag_support(scm, frame)
     _write_csv(frame, out)
     if out not in (None, "-"):
-        click.echo(f"wrote {len(frame)} samples under {_describe(texts)} to {out}", err=True)
+        click.echo(f"wrote {len(frame)} samples under {_describe(texts)} to {out}{_flag_note(frame)}", err=True)
 
 
 @main.command(context_settings=_CONTEXT)
@@ -620,8 +628,8 @@ def counterfactual(model, data, do, shift, n_samples, seed, out, flag_support, d
     groups = {k: [c for c, v in kinds.items() if v == k] for k in ("factual", "exact", "approximate", "draws")}
     note = "; ".join(f"{k}: {', '.join(cols)}" for k, cols in groups.items() if cols)
     where = f" to {out}" if out not in (None, "-") else ""
-    click.echo(f"wrote counterfactuals of {len(units)} unit(s) under {_describe(texts)}{where} ({note})",
-               err=True)
+    click.echo(f"wrote counterfactuals of {len(units)} unit(s) under {_describe(texts)}{where} ({note})"
+               f"{_flag_note(result)}", err=True)
 
 
 @main.command(context_settings=_CONTEXT)
