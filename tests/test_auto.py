@@ -8,6 +8,7 @@ import pytest
 
 import deepscm as ds
 from deepscm.datasets import load_scm
+from deepscm.mechanisms import registry
 from deepscm.scm.model import AUTO_TOLERANCE, NOISE_TEST_LEVEL
 
 
@@ -50,6 +51,12 @@ def test_nonlinear_additive_node_beats_the_linear_candidate():
     truth = units["y"] + np.sin(1.0) + 0.25 - np.sin(2 * units["x"]) - 0.5 * units["x"]
     assert np.sqrt(np.mean((cf["y"] - truth) ** 2)) < 0.1
     assert list(scm.fit_info["selection"]) == ["y"]  # x was chosen by the user
+    # the candidate flow is the narrower one of automatic selection; a flow the user names keeps
+    # ConditionalFlow's own widths
+    candidate = dict(registry.candidates("continuous"))["spline flow"]
+    assert tuple(candidate.hparams["hidden_features"]) == registry.AUTO_FLOW_HIDDEN != (64, 64)
+    named = ds.DeepSCM("x -> y", mechanisms="flow").fit(df, epochs=1, seed=0, progress=False)
+    assert tuple(named.mechanisms["y"].hparams["hidden_features"]) == (64, 64)
 
 
 def test_heavy_tailed_linear_noise_keeps_the_linear_location_and_the_noise_shape():
