@@ -327,6 +327,24 @@ def test_demo_model_takes_categorical_interventions(demo_dir):
     assert (out["sex"] == "female").all()
 
 
+def test_the_demo_s_suggested_queries_run(demo_dir, tmp_path, monkeypatch):
+    """Every sample and counterfactual command the demo prints works as printed."""
+    import shlex
+
+    from deepscm.studies.demo import _follow_ups
+
+    monkeypatch.chdir(tmp_path)  # one of them writes shifted.csv to the working directory
+    commands = [shlex.split(c) for c in _follow_ups(demo_dir, "unused")]
+    queries = [c[1:] for c in commands if c[1] in ("sample", "counterfactual")]
+    assert len(queries) == 5
+    for args in queries:
+        result = run(*args)
+        assert result.exit_code == 0, (args, result.output)
+    flagged = run(*next(q for q in queries if "--flag-support" in q))
+    assert read(flagged.stdout).columns[-1] == "outside_support"
+    assert "outside the training support" in flagged.stderr
+
+
 def test_demo_refuses_a_foreign_non_empty_directory(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     result = run("demo", "--out", tmp_path, "--rows", 200, "--epochs", 1, "--no-progress")

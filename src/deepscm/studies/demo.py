@@ -170,6 +170,7 @@ def _follow_ups(out: Path, graph: str) -> list[str]:
         f"deepscm sample {model} -n 1000 --do 'age=age+10' --out shifted.csv",
         f"deepscm counterfactual {model} --data {out / 'patients.csv'} --do age=80",
         f"deepscm counterfactual {model} --data {out / 'patients.csv'} --do sex=male",
+        f"deepscm counterfactual {model} --data {out / 'patients.csv'} --do 'age=age+10' --flag-support",
         f"deepscm fit --graph '{graph}' --data {out / 'data.csv'} --out my_model --epochs 100",
     ]
 
