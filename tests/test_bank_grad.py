@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from deepscm.bank import FlowBank
+from deepscm import bank_grad
 from deepscm.bank_grad import nll_and_grads
 from deepscm.mechanisms import ConditionalFlow
 from deepscm.mechanisms.base import MechanismSpec
@@ -47,8 +48,18 @@ def test_gradient_equals_autograd(hparams):
     expected = torch.autograd.grad((reference * weight).sum(), params)
     nll, grads = nll_and_grads(bank, ctx, x, weight)
     torch.testing.assert_close(nll, reference.detach(), rtol=0, atol=1e-10)
+    torch.testing.assert_close(bank_grad.nll(bank, ctx, x), reference.detach(), rtol=0, atol=1e-10)  # the score's forward pass
     assert len(grads) == len(expected)
     for got, want in zip(grads, expected):
         assert got.shape == want.shape
         torch.testing.assert_close(got, want, rtol=0, atol=1e-10 * (1 + want.abs().max().item()))
     assert all(grad[1].abs().max() == 0 for grad in grads)  # weight 0: no gradient for node 1
+
+
+def test_tanh_matches_torch_tanh_whichever_kernel_is_chosen():
+    """The bank's tanh (the faster of torch.tanh and 2σ(2x) − 1 on this machine) and the
+    sigmoid form itself are within 2e-7 of torch.tanh in float32, tails included."""
+    x = torch.cat([torch.linspace(-20, 20, 4001), torch.randn(10_000, generator=torch.Generator().manual_seed(0))])
+    torch.testing.assert_close(bank_grad.tanh(x), torch.tanh(x), rtol=0, atol=2e-7)
+    torch.testing.assert_close(bank_grad.tanh_by_sigmoid(x), torch.tanh(x), rtol=0, atol=2e-7)
+    assert bank_grad._cpu_tanh in (torch.tanh, bank_grad.tanh_by_sigmoid)

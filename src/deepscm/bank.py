@@ -56,6 +56,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
+from . import bank_grad
 from .bank_grad import nll_and_grads, tanh
 from .errors import ConfigError, TrainingError
 from .mechanisms.base import MAX_GRAD_NORM, Mechanism
@@ -125,11 +126,11 @@ def _linears(seq: nn.Sequential) -> list[nn.Linear]:
 
 
 class _Tanh(torch.autograd.Function):
-    """``tanh(x) = 2σ(2x) − 1`` with tanh's own backward ``g · (1 − y²)``. The same function
-    (float32 results within 2e-7 of ``torch.tanh``), but about 3.3× faster on this torch CPU
-    build, whose ``tanh`` kernel costs ~3 ns per element against ~1 ns for ``sigmoid``
-    (``[2, 512, 64]``: 204 µs against 62 µs); a bank step is 2–6 % faster
-    (``benchmarks/bank_tanh.py``)."""
+    """:func:`deepscm.bank_grad.tanh` (the faster of ``torch.tanh`` and ``2σ(2x) − 1`` on this
+    machine, float32 results within 2e-7 of each other) with tanh's own backward
+    ``g · (1 − y²)``. Where ``torch.tanh``'s CPU kernel is slow (~3 ns per element against ~1 ns
+    for ``sigmoid``; ``[2, 512, 64]``: 204 µs against 62 µs) the sigmoid form made a bank step
+    2–6 % faster (``benchmarks/bank_tanh.py``); elsewhere ``torch.tanh`` is the faster."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
@@ -268,21 +269,29 @@ class _MaskedAdam:
     operation per weight (``torch._foreach_*`` runs tensor by tensor on CPU). Adam is
     element-wise, so the layout changes no update."""
 
-    def __init__(self, params: list[nn.Parameter], lr: float, weight_decay: float, max_grad_norm: float) -> None:
+    def __init__(self, params: list[nn.Parameter], lr: float, weight_decay: float, max_grad_norm: float,
+                 moments: tuple[torch.Tensor, torch.Tensor] | None = None, t: int = 0) -> None:
         self.params, self.lr, self.wd, self.max_norm = params, lr, weight_decay, max_grad_norm
         self.sizes = [p[0].numel() for p in params]
         ref = params[0]
-        self.m = torch.zeros(ref.shape[0], sum(self.sizes), dtype=ref.dtype, device=ref.device)
-        self.v = torch.zeros_like(self.m)
-        self.t = 0
+        if moments is None:
+            zeros = torch.zeros(ref.shape[0], sum(self.sizes), dtype=ref.dtype, device=ref.device)
+            moments = (zeros, torch.zeros_like(zeros))
+        self.m, self.v = moments
+        self.t = t
         self.rates: torch.Tensor | None = None  # per node, × lr (0: frozen); None: all 1
+        # the update's numerator and denominator are computed into these buffers, whose
+        # per-weight views are made once (splitting a new [N, P] tensor every step cost 4 %)
+        self._numer, self._denom = torch.empty_like(self.m), torch.empty_like(self.m)
+        self._m_views, self._numer_views, self._denom_views = (
+            self._per_weight(flat) for flat in (self.m, self._numer, self._denom))
 
     def select(self, params: list[nn.Parameter], keep: torch.Tensor) -> _MaskedAdam:
         """This optimiser's state for the nodes at positions ``keep``, stepping ``params``
         (their weights in a :meth:`FlowBank.select` bank); Adam's update is element-wise and
         the clipping per node, so the kept nodes' updates are unchanged."""
-        out = _MaskedAdam(params, self.lr, self.wd, self.max_norm)
-        out.m, out.v, out.t = self.m[keep].clone(), self.v[keep].clone(), self.t
+        out = _MaskedAdam(params, self.lr, self.wd, self.max_norm,
+                          (self.m[keep].clone(), self.v[keep].clone()), self.t)
         if self.rates is not None:
             out.scale(self.rates[keep])
         return out
@@ -310,10 +319,13 @@ class _MaskedAdam:
         self.t += 1
         self.m.lerp_(g, 1 - b1)
         self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        denom = self.v.sqrt().div_(math.sqrt(1 - b2**self.t)).add_(_EPS)
-        numer = self.m if self.rates is None else self.m * self.rates
-        torch._foreach_addcdiv_(self.params, self._per_weight(numer), self._per_weight(denom),
-                                -self.lr / (1 - b1**self.t))
+        torch.sqrt(self.v, out=self._denom).div_(math.sqrt(1 - b2**self.t)).add_(_EPS)
+        if self.rates is None:
+            numer = self._m_views
+        else:
+            torch.mul(self.m, self.rates, out=self._numer)
+            numer = self._numer_views
+        torch._foreach_addcdiv_(self.params, numer, self._denom_views, -self.lr / (1 - b1**self.t))
 
 
 def train_bank(
@@ -473,16 +485,18 @@ def train_bank(
 
 
 def _score(bank: FlowBank, ctx: torch.Tensor, x: torch.Tensor, rows: torch.Tensor,
-           dp: distributed.DataParallel | None = None, chunk: int = 16_384) -> list[float]:
+           dp: distributed.DataParallel | None = None, chunk: int = 4096) -> list[float]:
     """Every node's mean held-out negative log-likelihood, in chunks, without gradients (the
-    score of :func:`deepscm.training.evaluate`); data-parallel, each process scores its shard
-    and every process gets the same mean."""
+    score of :func:`deepscm.training.evaluate`, by the hand-written forward pass of
+    :mod:`deepscm.bank_grad`, which keeps what a backward pass would need until a chunk is
+    done; hence the smaller chunks); data-parallel, each process scores its shard and every
+    process gets the same mean."""
     local = rows if dp is None else rows[dp.rank :: dp.world_size]
     total = torch.zeros(bank.nodes, dtype=torch.float64, device=x.device)
     with torch.no_grad():
         for first in range(0, len(local), chunk):
             part = local[first : first + chunk]
-            total += bank.nll(ctx[:, part], x[:, part]).double() * len(part)
+            total += bank_grad.nll(bank, ctx[:, part], x[:, part]).double() * len(part)
     if dp is not None:
         total = torch.tensor(dp.all_sum(total.tolist(), x.device), dtype=torch.float64)
     return (total / len(rows)).tolist()
