@@ -151,9 +151,11 @@ def hsic_test(
         k = min(chunk, n_permutations - done)
         perms = np.argsort(rng.random((k, n)), axis=1)
         if a.shape[1] < b.shape[1]:
-            cross = np.einsum("pnr,ns->prs", a[np.argsort(perms, axis=1)], b, optimize=True)
+            inverse = np.empty_like(perms)  # argsort(perms), in O(n) per permutation
+            np.put_along_axis(inverse, perms, np.arange(n)[None, :], axis=1)
+            cross = np.matmul(a[inverse].transpose(0, 2, 1), b)
         else:
-            cross = np.einsum("nr,pns->prs", a, b[perms], optimize=True)
+            cross = np.matmul(a.T, b[perms])
         exceed += int(((cross**2).sum((1, 2)) / n**2 >= stat * (1 - 1e-12)).sum())
         done += k
     return stat, (1 + exceed) / (1 + n_permutations), n
