@@ -55,8 +55,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import distributed
-from . import bank_grad
+from . import bank_grad, distributed
 from .bank_grad import nll_and_grads, tanh
 from .errors import ConfigError, TrainingError
 from .mechanisms.base import MAX_GRAD_NORM, Mechanism
@@ -381,6 +380,8 @@ def train_bank(
     # the nodes still training (positions in ``full``): eager banks drop a node once it stops
     # (its best weights are kept in ``best_state``); a compiled bank keeps its shapes and masks
     bank, live = full, torch.arange(n_nodes, device=ref.device)
+    if compiled and ref.device.type == "cpu":
+        bank_grad.cpu_tanh()  # the kernel is chosen by timing it: before tracing, not in it
     nll = torch.compile(full.nll, dynamic=False) if compiled else None
     params = list(full.parameters())
     optimiser = _MaskedAdam(params, lr, weight_decay, max_grad_norm)

@@ -40,7 +40,7 @@ from .mechanisms.flow import _BOUND, _HALF_LOG_2PI, _LOG_SLOPE
 if TYPE_CHECKING:
     from .bank import FlowBank
 
-__all__ = ["Constants", "constants", "nll", "nll_and_grads", "tanh", "tanh_by_sigmoid"]
+__all__ = ["Constants", "constants", "cpu_tanh", "nll", "nll_and_grads", "tanh", "tanh_by_sigmoid"]
 
 _KAPPA = abs(_LOG_SLOPE)
 
@@ -48,7 +48,7 @@ _KAPPA = abs(_LOG_SLOPE)
 class Constants(NamedTuple):
     """The step's numeric constants as 0-dim tensors of the data's dtype and device. An
     operation with a Python number first converts it to a tensor (``aten::to``): on this torch
-    CPU build ``v * 2.0`` took 2.2 µs on a 512-row vector and ``v * two`` 1.0 µs
+    CPU build ``v * 2.0`` took 2.1 µs on a 512-row vector and ``v * two`` 1.0 µs
     (``benchmarks/bank_constants.py``), and a step had about a hundred such operations. The
     values are those of the Python numbers, rounded to the dtype as the operation would."""
 
@@ -88,15 +88,15 @@ def tanh_by_sigmoid(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(x + x).mul_(c.two).sub_(c.one)
 
 
-#: on the CPU, the faster of ``torch.tanh`` and :func:`tanh_by_sigmoid` on this machine,
-#: chosen at the first call (:func:`_choose_cpu_tanh`).
+#: on the CPU, the faster of ``torch.tanh`` and :func:`tanh_by_sigmoid` on this machine
+#: (:func:`cpu_tanh`).
 _cpu_tanh: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def _choose_cpu_tanh() -> Callable[[torch.Tensor], torch.Tensor]:
     """``torch.tanh``'s CPU kernel costs ~3 ns per element on some machines and ~0.4 ns on
     others, against ~0.7–1.2 ns for :func:`tanh_by_sigmoid` (``[2, 512, 64]``: 204 µs against
-    62 µs on one, ``benchmarks/bank_tanh.py``; 20 µs against 47 µs on another,
+    62 µs on one, ``benchmarks/bank_tanh.py``; 18 µs against 40 µs on another,
     ``benchmarks/bank_constants.py``). Both are timed
     once, each the fastest of five rounds of ten calls (a busy machine slows rounds, not the
     fastest); the sigmoid form is kept only when it is clearly faster (1.5×), so a machine
@@ -116,15 +116,19 @@ def _choose_cpu_tanh() -> Callable[[torch.Tensor], torch.Tensor]:
     return tanh_by_sigmoid if 1.5 * fastest(tanh_by_sigmoid) < fastest(torch.tanh) else torch.tanh
 
 
-def tanh(x: torch.Tensor) -> torch.Tensor:
-    """``tanh(x)`` by the faster kernel for the device (:func:`_choose_cpu_tanh` on the CPU);
-    no backward of its own (``deepscm.bank._Tanh`` gives it tanh's)."""
+def cpu_tanh() -> Callable[[torch.Tensor], torch.Tensor]:
+    """The CPU tanh kernel of :func:`tanh`, chosen at the first call (:func:`_choose_cpu_tanh`;
+    a compiled bank calls this before tracing, so the timing is never compiled)."""
     global _cpu_tanh
-    if x.device.type != "cpu":
-        return torch.tanh(x)
     if _cpu_tanh is None:
         _cpu_tanh = _choose_cpu_tanh()
-    return _cpu_tanh(x)
+    return _cpu_tanh
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """``tanh(x)`` by the faster kernel for the device (:func:`cpu_tanh` on the CPU); no
+    backward of its own (``deepscm.bank._Tanh`` gives it tanh's)."""
+    return torch.tanh(x) if x.device.type != "cpu" else cpu_tanh()(x)
 
 
 class _Spline(NamedTuple):

@@ -72,7 +72,7 @@ class ResidualDensity(nn.Module):
             kernel = -0.5 * ((block / self.bandwidth).unsqueeze(1) - scaled.unsqueeze(0)).square()
             # logsumexp, with every term below e^-80 of the largest taken as e^-80 (at most
             # m·e^-80 ≈ 1e-31 relative, invisible in float32): exp of an argument below
-            # about -88 underflows by a slow path (45× slower here on 10⁶ arguments in
+            # about -88 underflows by a slow path (48× slower here on 10⁶ arguments in
             # [-1000, 0] than in [-50, 0]: benchmarks/bank_constants.py), and most are far
             # below. The shift is detached: logsumexp's gradient does not depend on it.
             top = kernel.detach().amax(dim=1)
