@@ -36,7 +36,7 @@ import deepscm as ds  # noqa: E402
 from deepscm.datasets import load_scm  # noqa: E402
 from deepscm.mechanisms import registry  # noqa: E402
 from deepscm.studies.report import write_json  # noqa: E402
-from fit_scaling import held_out_scores  # noqa: E402
+from fit_scaling import held_out_scores, paired_summary  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -89,17 +89,7 @@ def markdown(meta: dict, rows: list[dict], widths: list[tuple[int, ...]], seeds:
         )
     if len(label) == 2:
         pairs = [(cell[k[:2] + (label[0],)], cell[k]) for k in cell if k[2] == label[1] and k[:2] + (label[0],) in cell]
-        ratio = np.array([b["cf_mse"] / a["cf_mse"] for a, b in pairs])
-        time_a, time_b = sum(a["fit_s"] for a, _ in pairs), sum(b["fit_s"] for _, b in pairs)
-        lines += [
-            "", f"{label[1]} against {label[0]} over {len(pairs)} paired fits: faster in "
-            f"{sum(b['fit_s'] < a['fit_s'] for a, b in pairs)}, total fit time {time_b:.1f} s against "
-            f"{time_a:.1f} s ({time_b / time_a - 1:+.0%}); CF MSE lower in {int((ratio < 1).sum())} "
-            f"(geometric-mean ratio {np.exp(np.log(ratio).mean()):.2f}, range {ratio.min():.2f}–"
-            f"{ratio.max():.2f}); test log-lik higher in "
-            f"{sum(b['test_loglik'] > a['test_loglik'] for a, b in pairs)}; per-node choice "
-            f"different in {sum(a['chosen'] != b['chosen'] for a, b in pairs)}.",
-        ]
+        lines += ["", f"{label[1]} against {label[0]} over {len(pairs)} paired fits: {paired_summary(pairs)}."]
     return "\n".join(lines) + "\n"
 
 

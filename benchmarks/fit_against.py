@@ -77,6 +77,8 @@ def run_child(src: Path, name: str, seed: int, rows: int) -> dict:
 
 
 def markdown(meta: dict, rows: list[dict]) -> str:
+    from fit_scaling import paired_summary
+
     base, head = meta["base_label"], "this tree"
     scms = list(dict.fromkeys(r["scm"] for r in rows))
     cell = {(r["scm"], r["data_seed"], r["version"]): r for r in rows}
@@ -102,17 +104,11 @@ def markdown(meta: dict, rows: list[dict]) -> str:
                      f"{both('test_loglik', '.4f')} | {both('cf_mse', '.5f')} |")
     pairs = [(cell[k[:2] + ("base",)], cell[k]) for k in cell if k[2] == "tree" and k[:2] + ("base",) in cell]
     per_epoch = np.array([(b["fit_s"] / b["epochs_run"]) / (a["fit_s"] / a["epochs_run"]) for a, b in pairs])
-    ratio = np.array([b["cf_mse"] / a["cf_mse"] for a, b in pairs])
-    t_a, t_b = sum(a["fit_s"] for a, _ in pairs), sum(b["fit_s"] for _, b in pairs)
     lines += [
-        "", f"Over {len(pairs)} paired fits: total fit time {t_b:.1f} s against {t_a:.1f} s "
-        f"({t_b / t_a - 1:+.0%}), faster in {sum(b['fit_s'] < a['fit_s'] for a, b in pairs)}; time per "
-        f"epoch {np.exp(np.log(per_epoch).mean()) - 1:+.0%} (geometric mean; range "
-        f"{per_epoch.min() - 1:+.0%} to {per_epoch.max() - 1:+.0%}); epochs {sum(b['epochs_run'] for _, b in pairs)} "
-        f"against {sum(a['epochs_run'] for a, _ in pairs)}; CF MSE lower in {int((ratio < 1).sum())} "
-        f"(geometric-mean ratio {np.exp(np.log(ratio).mean()):.2f}, range {ratio.min():.2f}–{ratio.max():.2f}); "
-        f"test log-lik higher in {sum(b['test_loglik'] > a['test_loglik'] for a, b in pairs)}; per-node "
-        f"choice different in {sum(a['chosen'] != b['chosen'] for a, b in pairs)}.",
+        "", f"Over {len(pairs)} paired fits: {paired_summary(pairs)}; time per epoch "
+        f"{np.exp(np.log(per_epoch).mean()) - 1:+.0%} (geometric mean; range {per_epoch.min() - 1:+.0%} "
+        f"to {per_epoch.max() - 1:+.0%}); epochs {sum(b['epochs_run'] for _, b in pairs)} against "
+        f"{sum(a['epochs_run'] for a, _ in pairs)}.",
     ]
     return "\n".join(lines) + "\n"
 

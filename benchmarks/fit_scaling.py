@@ -194,6 +194,21 @@ def held_out_scores(gt, data, model: ds.DeepSCM) -> tuple[float, float]:
     return loglik, float(np.mean(errors))
 
 
+def paired_summary(pairs: list[tuple[dict, dict]]) -> str:
+    """What paired fits ``(a, b)`` (dicts with ``fit_s``, ``cf_mse``, ``test_loglik`` and
+    ``chosen``, as :func:`held_out_scores`' callers record them) say of ``b`` against ``a``."""
+    ratio = np.array([b["cf_mse"] / a["cf_mse"] for a, b in pairs])
+    time_a, time_b = sum(a["fit_s"] for a, _ in pairs), sum(b["fit_s"] for _, b in pairs)
+    return (
+        f"faster in {sum(b['fit_s'] < a['fit_s'] for a, b in pairs)}, total fit time {time_b:.1f} s against "
+        f"{time_a:.1f} s ({time_b / time_a - 1:+.0%}); CF MSE lower in {int((ratio < 1).sum())} "
+        f"(geometric-mean ratio {np.exp(np.log(ratio).mean()):.2f}, range {ratio.min():.2f}–"
+        f"{ratio.max():.2f}); test log-lik higher in "
+        f"{sum(b['test_loglik'] > a['test_loglik'] for a, b in pairs)}; per-node choice "
+        f"different in {sum(a['chosen'] != b['chosen'] for a, b in pairs)}"
+    )
+
+
 def job_knob(scm_name: str, knob: str, data_seed: int = 11, rows: int = 5000) -> dict:
     gt = load_scm(scm_name)
     data = gt.sample(rows, seed=data_seed)
