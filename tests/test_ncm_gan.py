@@ -104,11 +104,16 @@ def test_mixed_data_discrete_node_is_a_gumbel_max_draw():
 
 
 def test_small_fit_recovers_a_nonlinear_effect():
-    """x -> y with y = tanh(2x) + 0.2ε: E[y | do(x=1)] − E[y | do(x=0)] = tanh(2) = 0.964."""
+    """x -> y with y = tanh(2x) + 0.2ε: E[y | do(x=1)] − E[y | do(x=0)] = tanh(2) = 0.964.
+
+    1,000 steps with the default weight average (ema 0.99): the errors of the ATE and of
+    E[y | do(x=−1)] were within 0.09 and 0.07 for seeds 0–4 on an AVX-512 CPU. The 300-step
+    last iterate this test used before was within 0.2 on one machine and off by up to 0.51 /
+    1.43 over the same seeds on another: a GAN's short fit is a draw, not a result."""
     scm = load_confounded_continuous("scalar_beside_block")
     df = scm.sample(2000, seed=1)[["x", "y"]]
     ncm = GANNCM("x -> y", seed=0, hidden=(16, 16), critic_hidden=(32, 32)).fit(
-        df, steps=300, n_critic=2, lr=3e-3, ema=0.0)  # a short fit: the last iterate (an average lags)
+        df, steps=1000, n_critic=2, lr=3e-3)
     assert ncm.ate() == pytest.approx(np.tanh(2.0), abs=0.2)
     assert ncm.mean_do(-1.0) == pytest.approx(scm.mean_do(-1.0), abs=0.2)
 
