@@ -9,6 +9,7 @@ from .diffusion import Diffusion
 from .flow import ConditionalFlow
 from .hvae import HierarchicalVAE
 from .linear import LinearGaussian
+from .quadratic import Quadratic
 from .registry import REGISTRY, MechanismChoice, register
 from .vae import ConditionalVAE
 
@@ -26,6 +27,7 @@ __all__ = [
     "Mechanism",
     "MechanismChoice",
     "MechanismSpec",
+    "Quadratic",
     "REGISTRY",
     "register",
 ]

@@ -45,19 +45,32 @@ class LinearGaussian(Mechanism):
             raise ConfigError(f"noise must be one of {_NOISES}, got {noise!r}")
         super().__init__(noise=noise, max_residuals=positive_int("max_residuals", max_residuals))
 
+    def n_features(self, context_dim: int) -> int:
+        """How many regressors :meth:`features` makes of ``context_dim`` parent columns."""
+        return context_dim
+
+    def features(self, context: torch.Tensor) -> torch.Tensor:
+        """The regressors ``φ(pa)`` of the least-squares fit: the parents themselves."""
+        return context
+
     def _build(self, spec: MechanismSpec) -> None:
-        self.register_buffer("weight", torch.zeros(spec.x_dim, spec.context_dim))
+        self.register_buffer("weight", torch.zeros(spec.x_dim, self.n_features(spec.context_dim)))
         self.register_buffer("bias", torch.zeros(spec.x_dim))
         self.register_buffer("log_sigma", torch.zeros(spec.x_dim))
         if self.hparams["noise"] == "kde":
             self.noise = ResidualDensity(spec.x_dim, self.hparams["max_residuals"])
 
     def after_fit(self, x: torch.Tensor, context: torch.Tensor) -> None:
-        """Least squares on the training rows: ``[pa, 1] · [Wᵀ; b] ≈ x``; ``σ`` the residual
+        """Least squares on the training rows: ``[φ(pa), 1] · [Wᵀ; b] ≈ x``; ``σ`` the residual
         standard deviation (floored at 1e-6 of the data's unit scale); for ``noise="kde"`` the
         density of the residuals."""
-        design = torch.cat([context.double(), torch.ones(len(x), 1, dtype=torch.float64, device=x.device)], dim=1)
-        solution = torch.linalg.lstsq(design.cpu(), x.double().cpu()).solution.to(x.device)
+        regressors = self.features(context.double())
+        design = torch.cat([regressors, torch.ones(len(x), 1, dtype=torch.float64, device=x.device)], dim=1)
+        # gelsd (SVD): the minimum-norm least-squares solution also when regressors are
+        # collinear; torch's default gelsy returned a wrong fit when two columns are equal (a
+        # duplicated parent, a binary parent and its square: residual sd 2.03 where the
+        # noise's is 0.10; tests/test_auto.py)
+        solution = torch.linalg.lstsq(design.cpu(), x.double().cpu(), driver="gelsd").solution.to(x.device)
         residual = x.double() - design @ solution
         self.weight = solution[:-1].T.float().contiguous()
         self.bias = solution[-1].float()
@@ -73,7 +86,7 @@ class LinearGaussian(Mechanism):
             self.noise.allocate(int(state["n_residuals"]))
 
     def mean(self, context: torch.Tensor) -> torch.Tensor:
-        return context @ self.weight.T + self.bias
+        return self.features(context) @ self.weight.T + self.bias
 
     def log_prob(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         if self.hparams["noise"] == "kde":

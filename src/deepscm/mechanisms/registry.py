@@ -21,6 +21,7 @@ from .categorical import Categorical
 from .diffusion import Diffusion
 from .flow import ConditionalFlow
 from .linear import LinearGaussian
+from .quadratic import Quadratic
 from .vae import ConditionalVAE
 
 __all__ = [
@@ -76,6 +77,7 @@ register(Categorical, aliases=("categorical", "gumbel"), default_for=("discrete"
 register(ConditionalVAE, aliases=("vae",), default_for=("image",))
 register(AdditiveNoise, aliases=("additive", "anm"))
 register(LinearGaussian, aliases=("linear", "linear-gaussian"))
+register(Quadratic, aliases=("quadratic", "polynomial"))
 register(BoostedAdditive, aliases=("boosted", "hgb"))
 register(Diffusion, aliases=("diffusion", "ddim", "dcm"))
 register(HierarchicalVAE, aliases=("hvae", "hierarchical-vae"))
