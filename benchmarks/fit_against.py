@@ -99,11 +99,13 @@ def markdown(meta: dict, rows: list[dict]) -> str:
 
         def both(key, fmt, scale=1.0):
             return " / ".join(format(scale * np.mean([r[key] for r in rs]), fmt) for rs in per)
-        ms = " / ".join(f"{1e3 * sum(r['fit_s'] for r in rs) / sum(r['epochs_run'] for r in rs):.1f}" for rs in per)
+        ms = " / ".join(f"{1e3 * sum(r['fit_s'] for r in rs) / sum(r['epochs_run'] for r in rs):.1f}"
+                        if sum(r["epochs_run"] for r in rs) else "—" for rs in per)  # — : closed form only
         lines.append(f"| {name} | {both('fit_s', '.2f')} | {both('epochs_run', '.1f')} | {ms} | "
                      f"{both('test_loglik', '.4f')} | {both('cf_mse', '.5f')} |")
     pairs = [(cell[k[:2] + ("base",)], cell[k]) for k in cell if k[2] == "tree" and k[:2] + ("base",) in cell]
-    per_epoch = np.array([(b["fit_s"] / b["epochs_run"]) / (a["fit_s"] / a["epochs_run"]) for a, b in pairs])
+    per_epoch = np.array([(b["fit_s"] / b["epochs_run"]) / (a["fit_s"] / a["epochs_run"])
+                          for a, b in pairs if a["epochs_run"] and b["epochs_run"]])
     lines += [
         "", f"Over {len(pairs)} paired fits: {paired_summary(pairs)}; time per epoch "
         f"{np.exp(np.log(per_epoch).mean()) - 1:+.0%} (geometric mean; range {per_epoch.min() - 1:+.0%} "
@@ -117,13 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     from machine import machine_info
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--base", required=True, help="the git revision to compare against (e.g. HEAD)")
+    p.add_argument("--base", help="the git revision to compare against (e.g. HEAD); required unless --render")
     p.add_argument("--scms", default=",".join(SCMS))
     p.add_argument("--rows", type=int, default=5000)
     p.add_argument("--data-seeds", default=",".join(map(str, DATA_SEEDS)))
     p.add_argument("--name", default="fit_against", help="results/<name>.{json,md}")
     p.add_argument("--out", default=str(ROOT / "results"))
+    p.add_argument("--render", metavar="JSON", help="run nothing: rewrite the markdown of a saved run")
     args = p.parse_args(argv)
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        text = markdown(saved["meta"], saved["rows"])
+        Path(args.render).with_suffix(".md").write_text(text)
+        print(text)
+        return 0
+    if not args.base:
+        p.error("--base is required (or --render a saved run)")
     seeds = [int(s) for s in args.data_seeds.split(",")]
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.base],
                             capture_output=True, text=True, check=True).stdout.strip()
@@ -154,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             "base": commit, "base_label": f"base {commit}", "data_seeds": seeds,
             "machine": machine, "runtime_s": time.perf_counter() - started}
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     from deepscm.studies.report import write_json
 
     write_json(out / f"{args.name}.json", {"meta": meta, "rows": rows})
