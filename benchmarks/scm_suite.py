@@ -305,8 +305,10 @@ def _cols(frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
 
 def intervention_nodes(gt) -> list[str]:
     """The SCM's intervened nodes, less its categorical ones (roots only: an SCM whose
-    categorical nodes are roots keeps only continuous descendants, so every metric applies)."""
-    return [v for v in gt.intervention_nodes if v not in gt.categorical]
+    categorical nodes are roots keeps only continuous descendants, so every metric applies)
+    and less those without descendants (``causal_nf_simpson_symprod`` lists its leaf ``x3``:
+    nothing downstream to score, and an MMD of no columns is undefined)."""
+    return [v for v in gt.intervention_nodes if v not in gt.categorical and gt.descendants(v)]
 
 
 def truth_for(gt, scm_idx: int, seed: int) -> dict:
