@@ -252,7 +252,8 @@ def nll_and_grads(bank: FlowBank, context: torch.Tensor, x: torch.Tensor, weight
 
 
 def _forward(bank: FlowBank, context: torch.Tensor, x: torch.Tensor, c: Constants) -> _Forward:
-    depth = len(bank.loc) // 2
+    locs, shapes = bank.layers
+    depth = len(locs) // 2
     h = torch.baddbmm(bank.b_in, context, bank.w_in)
     inputs_loc, inputs_shape = [], []
     if bank.hidden:
@@ -262,8 +263,8 @@ def _forward(bank: FlowBank, context: torch.Tensor, x: torch.Tensor, c: Constant
         for j in range(depth):
             inputs_loc.append(act_loc)
             inputs_shape.append(act_shape)
-            out_loc = torch.baddbmm(bank.loc[2 * j + 1], act_loc, bank.loc[2 * j])
-            out_shape = torch.baddbmm(bank.shape[2 * j + 1], act_shape, bank.shape[2 * j])
+            out_loc = torch.baddbmm(locs[2 * j + 1], act_loc, locs[2 * j])
+            out_shape = torch.baddbmm(shapes[2 * j + 1], act_shape, shapes[2 * j])
             if j < depth - 1:
                 act_loc, act_shape = torch.relu(out_loc), tanh(out_shape)
         shift, params = skip[..., 0] + out_loc[..., 0], out_shape
@@ -285,7 +286,8 @@ def _forward(bank: FlowBank, context: torch.Tensor, x: torch.Tensor, c: Constant
 
 def _backward(bank: FlowBank, context: torch.Tensor, fw: _Forward, weight: torch.Tensor, c: Constants) -> list[torch.Tensor]:
     n, rows = fw.v.shape
-    depth, bins = len(bank.loc) // 2, bank.bins
+    locs, shapes = bank.layers
+    depth, bins = len(locs) // 2, bank.bins
     # g = ∂(Σ_i weight_i nll_i)/∂log p, the same for every term of log p
     g = (weight / -rows).to(fw.v.dtype)[:, None].expand(n, rows)
     grad_v, grad_blocks = -g * fw.v, []
@@ -295,8 +297,8 @@ def _backward(bank: FlowBank, context: torch.Tensor, fw: _Forward, weight: torch
     grad_shift = -grad_v * fw.inv_scale
     grad_log_scale = (-grad_v * fw.v0 - g) * fw.d_log_scale
     grad_params = torch.cat([grad_log_scale[..., None], *reversed(grad_blocks)], dim=-1)
-    grads_loc: list[torch.Tensor] = [torch.empty(0)] * len(bank.loc)
-    grads_shape: list[torch.Tensor] = [torch.empty(0)] * len(bank.shape)
+    grads_loc: list[torch.Tensor] = [torch.empty(0)] * len(locs)
+    grads_shape: list[torch.Tensor] = [torch.empty(0)] * len(shapes)
     if bank.hidden:
         grad_loc, grad_shape = grad_shift[..., None], grad_params
         for j in reversed(range(depth)):
@@ -305,9 +307,9 @@ def _backward(bank: FlowBank, context: torch.Tensor, fw: _Forward, weight: torch
             grads_shape[2 * j] = torch.bmm(fw.inputs_shape[j].transpose(1, 2), grad_shape)
             grads_shape[2 * j + 1] = grad_shape.sum(1, keepdim=True)
             grad_loc = torch.ops.aten.threshold_backward(
-                torch.bmm(grad_loc, bank.loc[2 * j].transpose(1, 2)), fw.inputs_loc[j], 0)
+                torch.bmm(grad_loc, locs[2 * j].transpose(1, 2)), fw.inputs_loc[j], 0)
             grad_shape = torch.ops.aten.tanh_backward(
-                torch.bmm(grad_shape, bank.shape[2 * j].transpose(1, 2)), fw.inputs_shape[j])
+                torch.bmm(grad_shape, shapes[2 * j].transpose(1, 2)), fw.inputs_shape[j])
         grad_h = torch.cat((grad_shift[..., None], grad_loc, grad_shape), dim=-1)
     else:
         grad_h = torch.cat((grad_shift[..., None], grad_shift[..., None], grad_params), dim=-1)
