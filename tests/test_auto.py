@@ -161,7 +161,7 @@ def test_collinear_regressors_still_give_the_least_squares_fit(mech):
 def test_a_mild_curve_reaches_the_non_linear_candidates():
     """y = x + 0.07 x² + u: the quadratic term moves the mean by a tenth of the noise's sd at
     |x| = 1.2. The noise test on NOISE_TEST_ROWS rows finds the dependence (p = 0.0099, the
-    smallest its 100 permutations give); on the first 1,000 rows with 200 permutations, the
+    smallest its 100 permutations give); on 1,000 of the rows with 200 permutations, the
     earlier setting, p was 0.11 (benchmarks/noise_test_rows.py measures the power)."""
     rng = np.random.default_rng(4)
     x = rng.normal(size=4000)
