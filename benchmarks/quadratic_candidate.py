@@ -13,8 +13,6 @@ tells the two apart.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import sys
 import time
@@ -30,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 import deepscm as ds  # noqa: E402
 from deepscm.datasets import load_scm  # noqa: E402
 from deepscm.scm.model import AUTO_TOLERANCE  # noqa: E402
+from deepscm.studies.report import write_json  # noqa: E402
 from fit_scaling import held_out_scores  # noqa: E402
+from machine import machine_info  # noqa: E402
 
 #: SCMs with exactly quadratic nodes (vaca_mgraph_nonlinear's x3–x5, the DCM triangle's and
 #: diamond's x2, vaca_loan's x4, vaca_triangle_nonlinear's x3) and nearly quadratic ones (a
@@ -76,7 +76,9 @@ def render(rows: list[dict], meta: dict) -> str:
     lines = [
         "# Quadratic response surface as an automatic candidate?", "",
         f"Command: `{meta['command']}`  ",
-        f"Date: {meta['date']}; torch {meta['torch']}; 1 thread; run time {meta['seconds']:.0f} s.", "",
+        f"Date: {meta['machine']['date']}; torch {meta['machine']['torch']}; "
+        f"{meta['machine']['torch_threads']} thread(s); run time {meta['seconds']:.0f} s; load average at "
+        f"the start {meta['machine'].get('load_average_start')}.", "",
         "Per node whose non-linear candidates are fitted (5,000 rows, `fit(seed=0)`): the held-out "
         "negative log-likelihood of `Quadratic` minus that of the spline-flow candidate (negative: "
         "the quadratic fits better), whether the quadratic would be chosen if it came after the linear "
@@ -113,15 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     warnings.filterwarnings("ignore")
+    machine = machine_info()
     started = time.perf_counter()
     rows = study(args.scms.split(","), [int(s) for s in args.data_seeds.split(",")], args.rows)
     meta = {"command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/quadratic_candidate.py"
-                       + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(sys.argv[1:] if argv is None else argv)),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "torch": torch.__version__, "seconds": time.perf_counter() - started}
+                       + "".join(" " + a for a in (sys.argv[1:] if argv is None else argv)),
+            "machine": machine, "seconds": time.perf_counter() - started}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quadratic_candidate.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    write_json(out / "quadratic_candidate.json", {"meta": meta, "rows": rows})
     (out / "quadratic_candidate.md").write_text(render(rows, meta))
     print(render(rows, meta))
     return 0

@@ -11,10 +11,11 @@ parabola, the fitted parabola has the estimation error of a line, a fraction of 
 or tree location learns from the same rows.
 
 It is not a candidate of automatic selection (``mechanisms="auto"``): on held-out likelihood
-it is within ±0.02 nats per row of the spline flow both where the effect is exactly quadratic
-and where it is only nearly so (a cubic over a short range, a kink, parents so correlated
-that the squares and products are nearly collinear), and in the second kind its
-counterfactuals were up to 4× worse than the flow's (docs/guide/mechanisms.md). Choose it by
+it is within a few hundredths of a nat per row of the spline flow both where the effect is
+exactly quadratic and where it is only nearly so (a cubic over a short range, a kink, parents
+so correlated that the squares and products are nearly collinear), and in the second kind its
+counterfactuals were up to 4× worse than the flow's (``benchmarks/quadratic_candidate.py``,
+docs/guide/mechanisms.md). Choose it by
 name where the curve is known to be a parabola: ``mechanisms={"y": "quadratic"}``.
 """
 

@@ -60,8 +60,8 @@ NOISE_TEST_LEVEL = 0.05
 #: ... on at most this many training rows, with this many permutations. The test's power
 #: grows with the rows: on ``medical_brain``'s brain volume (a quadratic decline of up to 15 %
 #: with age under 6 % noise) the p-values of 6 data seeds were 0.045–0.38 on 1,000 rows with
-#: 200 permutations (the earlier setting) and 0.010–0.040 on 2,000 with 100, at 18–21 ms a
-#: test against 17–27; on linear data both reject at or below the 5 % level
+#: 200 permutations (the earlier setting) and 0.010–0.040 on 2,000 with 100, at 18–20 ms a
+#: test against 17–19; on linear data both reject at or below the 5 % level
 #: (``benchmarks/noise_test_rows.py``).
 NOISE_TEST_ROWS = 2000
 NOISE_TEST_PERMUTATIONS = 100
@@ -867,7 +867,8 @@ def _noise_independence(
     mech: Mechanism, x: torch.Tensor, ctx: torch.Tensor, rows: torch.Tensor, seed: int
 ) -> dict[str, Any]:
     """HSIC test (:func:`deepscm.evaluation.validation.hsic_test`, on at most
-    :data:`NOISE_TEST_ROWS` training rows) of the fitted closed-form ``mech``'s abducted noise against the parents.
+    :data:`NOISE_TEST_ROWS` training rows, :data:`NOISE_TEST_PERMUTATIONS` permutations) of
+    the fitted closed-form ``mech``'s abducted noise against the parents.
 
     Independent noise (``p ≥`` :data:`NOISE_TEST_LEVEL`) means the closed-form model explains
     how the parents act (an additive model, Hoyer et al. 2009), so no gradient-trained
@@ -880,8 +881,8 @@ def _noise_independence(
 
     with torch.no_grad():
         noise = mech.abduct(x[rows], ctx[rows])
-    _, p, n = hsic_test(noise.cpu().numpy(), ctx[rows].cpu().numpy(), n_permutations=NOISE_TEST_PERMUTATIONS,
-                        rng=seed, max_rows=NOISE_TEST_ROWS)
+    _, p, n = hsic_test(noise.cpu().numpy(), ctx[rows].cpu().numpy(),
+                        n_permutations=NOISE_TEST_PERMUTATIONS, rng=seed, max_rows=NOISE_TEST_ROWS)
     return {"p_value": p, "rows": n, "independent": p >= NOISE_TEST_LEVEL and mech.spec.x_dim == 1}
 
 
